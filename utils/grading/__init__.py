@@ -1,0 +1,49 @@
+"""The grading engine: `check(fn)` in a notebook, graders as pytest tests.
+
+    from utils.grading import check
+    check(layer_norm)                     # id inferred from the function's name
+    check(my_norm, "ch1.layer_norm")      # or given explicitly
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from . import hints as _hints
+from . import registry
+from .checker import Checker, grade
+from .feedback import CheckFailed, Result
+from .registry import Exercise, Mistake, exercise
+
+
+def _device() -> str:
+    from utils.notebook import device
+    return device()
+
+
+def check(fn: Callable, exercise_id: str | None = None) -> None:
+    """Grade `fn` against its exercise's reference; raise a short CheckFailed if it fails."""
+    if not callable(fn):
+        raise CheckFailed(f"check() needs the function itself, got {type(fn).__name__}",
+                          hint="Pass the function without calling it: check(layer_norm), not check(layer_norm(x)).")
+    ex = registry.get(exercise_id) if exercise_id else registry.for_function(getattr(fn, "__name__", ""))
+    result = grade(ex, fn, device=_device())
+    if result.passed:
+        print(result.summary())
+        return
+    _hints.show_hints(ex)
+    raise result.failure.with_traceback(None)
+
+
+def hint(exercise_id: str) -> None:
+    """Print the next hint for an exercise."""
+    print(_hints.hint(registry.get(exercise_id)))
+
+
+def hints(exercise_id: str) -> None:
+    """Show the hint button for an exercise."""
+    _hints.show_hints(registry.get(exercise_id))
+
+
+__all__ = ["check", "hint", "hints", "exercise", "Mistake", "Checker", "CheckFailed", "Exercise", "Result",
+           "grade", "registry"]

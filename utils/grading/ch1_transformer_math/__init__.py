@@ -1,0 +1,1 @@
+"""Graders for Chapter 1 — Transformer math."""

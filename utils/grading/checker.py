@@ -1,0 +1,172 @@
+"""The `check` object every grader receives: the candidate, injected.
+
+A grader is a pytest-style function `test_<name>(check)`. It builds inputs
+with `check.rng`, then calls `check.case(...)` (compare the candidate with the
+reference on the same inputs) or `check.expect(...)` (a property that must
+hold). Pytest injects a `check` holding the reference (see conftest.py);
+`check(fn)` in a notebook injects the learner's function.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from .compare import difference
+from .feedback import (PASSED, CheckFailed, LearnerError, LearnerTimeout, NotAttempted, Result)
+from .registry import Exercise, Mistake
+from .safety import TimeLimitReached, changed, fresh, guarded_call, learner_frame, restore, snapshot
+
+
+class Checker:
+    def __init__(self, exercise: Exercise, candidate: Callable, *, device: str | torch.device = "cpu",
+                 seed: int = 0):
+        self.exercise = exercise
+        self.candidate = candidate
+        self.reference = exercise.reference
+        self.device = torch.device(device)
+        self.rng = torch.Generator().manual_seed(seed)
+        self.cases_passed = 0
+
+    # -- inputs -------------------------------------------------------------------
+    def randn(self, *shape: int, scale: float = 1.0) -> torch.Tensor:
+        """Seeded standard-normal inputs on the checker's device."""
+        return (torch.randn(*shape, generator=self.rng) * scale).to(self.device)
+
+    def randint(self, high: int, *shape: int) -> torch.Tensor:
+        return torch.randint(0, high, shape, generator=self.rng).to(self.device)
+
+    # -- calling learner code ---------------------------------------------------------
+    def call(self, fn: Callable, *args: Any, case: str = "", **kwargs: Any) -> Any:
+        """Call learner code `fn` under the guards: time limit, errors, in-place edits."""
+        before = snapshot((args, kwargs))
+        try:
+            out = guarded_call(fn, args, kwargs, timeout=self.exercise.timeout)
+        except NotImplementedError:
+            raise NotAttempted("the function still raises NotImplementedError: replace the stub with your code",
+                               exercise=self.exercise.id, case=case) from None
+        except TimeLimitReached:
+            raise LearnerTimeout(
+                f"your code did not finish within {self.exercise.timeout:g} s",
+                exercise=self.exercise.id, case=case,
+                hint="Look for a loop that never ends, or a loop over every element where one tensor "
+                     "operation would do.") from None
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # learner code may raise anything
+            where = learner_frame(exc)
+            raise LearnerError(f"{type(exc).__name__}: {exc}" + (f"\n{where}" if where else ""),
+                               exercise=self.exercise.id, case=case,
+                               hint=_hint_for_exception(exc)) from None
+        if changed(before, (args, kwargs)):
+            names = self._mutated_names(before, args, kwargs)
+            restore(before, (args, kwargs))
+            raise CheckFailed(f"your function changed its input {names} in place",
+                              exercise=self.exercise.id, case=case,
+                              hint="Build a new tensor instead of editing the argument: avoid `x -= ...`, "
+                                   "`x[...] = ...` and methods ending in `_` on inputs (or `.clone()` first).",
+                              mistake="in-place edit")
+        return out
+
+    def run(self, *args: Any, case: str = "", **kwargs: Any) -> Any:
+        """The candidate's output on these inputs (guarded)."""
+        return self.call(self.candidate, *args, case=case, **kwargs)
+
+    # -- comparing -----------------------------------------------------------------
+    def case(self, name: str, *args: Any, hint: str = "", mistakes: Iterable[Mistake] = (),
+             atol: float | None = None, rtol: float | None = None, check_dtype: bool = True,
+             **kwargs: Any) -> Any:
+        """Run candidate and reference on the same inputs and require equal outputs."""
+        got = self.run(*fresh(args), case=name, **fresh(kwargs))
+        expected = self.reference(*fresh(args), **fresh(kwargs))
+        self.compare(got, expected, case=name, hint=hint, mistakes=mistakes, inputs=(args, kwargs),
+                     atol=atol, rtol=rtol, check_dtype=check_dtype)
+        return got
+
+    def compare(self, got: Any, expected: Any, *, case: str, hint: str = "", mistakes: Iterable[Mistake] = (),
+                inputs: tuple[tuple, dict] | None = None, atol: float | None = None,
+                rtol: float | None = None, check_dtype: bool = True) -> None:
+        atol = self.exercise.atol if atol is None else atol
+        rtol = self.exercise.rtol if rtol is None else rtol
+        detail = difference(got, expected, atol=atol, rtol=rtol, check_dtype=check_dtype)
+        if detail is None:
+            self.cases_passed += 1
+            return
+        mistake = self._diagnose(got, mistakes, inputs, atol, rtol, check_dtype) if inputs else None
+        raise CheckFailed(detail, exercise=self.exercise.id, case=case,
+                          hint=mistake.hint if mistake else hint,
+                          mistake=mistake.name if mistake else None)
+
+    def expect(self, ok: bool, *, case: str, message: str, hint: str = "", mistake: str | None = None) -> None:
+        """Require a property of the candidate's behaviour."""
+        if not ok:
+            raise CheckFailed(message, exercise=self.exercise.id, case=case, hint=hint, mistake=mistake)
+        self.cases_passed += 1
+
+    def _diagnose(self, got, mistakes, inputs, atol, rtol, check_dtype) -> Mistake | None:
+        args, kwargs = inputs
+        for mistake in mistakes:
+            try:
+                wrong = mistake.output(*fresh(args), **fresh(kwargs))
+            except Exception:  # a diagnosis that doesn't apply to these inputs
+                continue
+            if difference(got, wrong, atol=atol, rtol=rtol, check_dtype=check_dtype) is None:
+                return mistake
+        return None
+
+    def _mutated_names(self, before, args, kwargs) -> str:
+        try:
+            bound = inspect.signature(self.reference).bind(*args, **kwargs).arguments
+            before_bound = inspect.signature(self.reference).bind(*before[0], **before[1]).arguments
+            names = [n for n in bound if changed(before_bound[n], bound[n])]
+            return ", ".join(f"`{n}`" for n in names) or "(an argument)"
+        except (TypeError, ValueError):
+            return "(an argument)"
+
+
+def _hint_for_exception(exc: Exception) -> str:
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and ("size of tensor" in text or "shape" in text or "mat1 and mat2" in text):
+        return "A shape mismatch: print the shapes of the tensors on that line and compare them with the docstring."
+    if isinstance(exc, RuntimeError) and "Expected all tensors to be on the same device" in text:
+        return "Create new tensors on the input's device, e.g. torch.zeros(..., device=x.device)."
+    if isinstance(exc, (TypeError, AttributeError)):
+        return "Check the types of the arguments against the docstring and what your function returns."
+    if isinstance(exc, einops_error_types()):
+        return "An einops pattern doesn't match the tensor: count the axes on each side of the pattern."
+    return ""
+
+
+def einops_error_types() -> tuple[type, ...]:
+    try:
+        from einops import EinopsError
+        return (EinopsError,)
+    except ImportError:  # pragma: no cover
+        return ()
+
+
+def grade(exercise: Exercise, candidate: Callable, *, device: str | torch.device = "cpu") -> Result:
+    """Run the exercise's grader on `candidate`; never raises for anything the candidate does."""
+    checker = Checker(exercise, candidate, device=device)
+    start = time.perf_counter()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            exercise.grader(checker)
+    except CheckFailed as failure:
+        return Result(exercise.id, failure.status, checker.cases_passed, time.perf_counter() - start, failure)
+    except TimeLimitReached:
+        failure = LearnerTimeout("the check did not finish in time", exercise=exercise.id)
+        return Result(exercise.id, failure.status, checker.cases_passed, time.perf_counter() - start, failure)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # the grader tripped over an unexpected output (e.g. wrong type deep inside)
+        failure = LearnerError(f"grading stopped with {type(exc).__name__}: {exc}", exercise=exercise.id,
+                               hint="Check that your function returns what the docstring describes "
+                                    "(type and shape).")
+        return Result(exercise.id, failure.status, checker.cases_passed, time.perf_counter() - start, failure)
+    return Result(exercise.id, PASSED, checker.cases_passed, time.perf_counter() - start)

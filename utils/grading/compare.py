@@ -1,0 +1,144 @@
+"""Compare a learner's output with the expected one and say how they differ.
+
+`difference(got, expected)` returns None when they match, else one short,
+specific sentence (wrong type, shape, dtype, NaNs, or the first differing
+values). Devices are not compared: a CUDA result checked against a CPU
+reference is moved, not failed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def difference(got: Any, expected: Any, *, atol: float, rtol: float, path: str = "output",
+               check_dtype: bool = True) -> str | None:
+    """None if `got` matches `expected` within tolerance, else what differs."""
+    if isinstance(expected, Tensor):
+        return _tensor_difference(got, expected, atol=atol, rtol=rtol, path=path, check_dtype=check_dtype)
+    if isinstance(expected, (tuple, list)):
+        if not isinstance(got, (tuple, list)):
+            return f"{path}: expected a {type(expected).__name__} of {len(expected)} items, got {_kind(got)}"
+        if len(got) != len(expected):
+            return f"{path}: expected {len(expected)} items, got {len(got)}"
+        for i, (g, e) in enumerate(zip(got, expected)):
+            if (diff := difference(g, e, atol=atol, rtol=rtol, path=f"{path}[{i}]", check_dtype=check_dtype)):
+                return diff
+        return None
+    if isinstance(expected, dict):
+        if not isinstance(got, dict):
+            return f"{path}: expected a dict with keys {sorted(expected)}, got {_kind(got)}"
+        if set(got) != set(expected):
+            return f"{path}: expected keys {sorted(expected)}, got {sorted(got)}"
+        for key in expected:
+            if (diff := difference(got[key], expected[key], atol=atol, rtol=rtol, path=f"{path}[{key!r}]",
+                                   check_dtype=check_dtype)):
+                return diff
+        return None
+    if isinstance(expected, bool) or expected is None or isinstance(expected, str):
+        return None if got == expected else f"{path}: expected {expected!r}, got {_short(got)}"
+    if isinstance(expected, (int, float)):
+        number = _as_number(got)
+        if number is None:
+            return f"{path}: expected a number, got {_kind(got)}"
+        if isinstance(expected, int) and not isinstance(expected, bool) and isinstance(number, int):
+            return None if number == expected else f"{path}: expected {expected}, got {number}"
+        if math.isnan(number) and not math.isnan(expected):
+            return f"{path}: expected {expected:.6g}, got nan"
+        if not math.isclose(number, expected, rel_tol=rtol, abs_tol=atol):
+            return f"{path}: expected {expected:.6g}, got {number:.6g}"
+        return None
+    return None if got == expected else f"{path}: expected {_short(expected)}, got {_short(got)}"
+
+
+def _tensor_difference(got: Any, expected: Tensor, *, atol: float, rtol: float, path: str,
+                       check_dtype: bool) -> str | None:
+    shape = tuple(expected.shape)
+    if not isinstance(got, Tensor):
+        return f"{path}: expected a torch.Tensor of shape {shape}, got {_kind(got)}"
+    if tuple(got.shape) != shape:
+        return f"{path}: expected shape {shape}, got shape {tuple(got.shape)}"
+    if check_dtype and got.dtype != expected.dtype:
+        return f"{path}: expected dtype {_dtype(expected)}, got {_dtype(got)}"
+    g = got.detach().to("cpu")
+    e = expected.detach().to("cpu")
+    if g.is_floating_point() or e.is_floating_point():
+        g, e = g.double(), e.double()
+        bad_g, bad_e = ~torch.isfinite(g), ~torch.isfinite(e)
+        if (bad_g & ~bad_e).any():
+            where = _index(torch.nonzero(bad_g & ~bad_e)[0])
+            count = int((bad_g & ~bad_e).sum())
+            return f"{path}: {count} NaN/inf value(s) where finite values were expected, first at {path}{where}"
+        close = torch.isclose(g, e, atol=atol, rtol=rtol, equal_nan=True)
+    else:
+        close = g == e
+    if bool(close.all()):
+        return None
+    wrong = ~close
+    first = torch.nonzero(wrong)[0]
+    count, total = int(wrong.sum()), wrong.numel()
+    message = f"{path}: {count} of {total} values differ"
+    if g.is_floating_point():
+        gap = (g - e).abs().masked_fill(~wrong, 0)
+        message += f" (largest gap {float(gap.max()):.3g}; tolerance atol={atol:g}, rtol={rtol:g})"
+    return message + "\n" + _side_by_side(g, e, first, path)
+
+
+def _side_by_side(got: Tensor, expected: Tensor, first: Tensor, path: str) -> str:
+    """The row (last axis) around the first wrong value, expected over got."""
+    if got.ndim == 0:
+        return f"  expected {_fmt(expected)}\n  got      {_fmt(got)}"
+    row = tuple(int(i) for i in first[:-1])
+    col = int(first[-1])
+    lo = max(0, min(col - 2, got.shape[-1] - 6))
+    hi = min(got.shape[-1], lo + 6)
+    label = f"{path}[{', '.join([*map(str, row), f'{lo}:{hi}'])}]"
+    return (f"  expected {label} = {_fmt(expected[row][lo:hi])}\n"
+            f"  got      {label} = {_fmt(got[row][lo:hi])}")
+
+
+def _fmt(t: Tensor) -> str:
+    values = t.flatten().tolist() if t.ndim else [t.item()]
+    text = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in values)
+    return f"[{text}]" if t.ndim else text
+
+
+def _index(idx: Tensor) -> str:
+    return "[" + ", ".join(str(int(i)) for i in idx) + "]"
+
+
+def _dtype(t: Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _as_number(x: Any) -> float | int | None:
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, (int, float)):
+        return x
+    if isinstance(x, Tensor) and x.numel() == 1:
+        return x.item()
+    try:
+        import numpy as np
+        if isinstance(x, np.generic) and x.size == 1:
+            return x.item()
+    except ImportError:  # pragma: no cover
+        pass
+    return None
+
+
+def _kind(x: Any) -> str:
+    if isinstance(x, Tensor):
+        return f"a tensor of shape {tuple(x.shape)}"
+    if x is None:
+        return "None (did the function forget to `return`?)"
+    return f"a {type(x).__name__} ({_short(x)})"
+
+
+def _short(x: Any) -> str:
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,41 @@
+"""What every notebook's first code cell calls: device, seeds, display.
+
+Works the same locally and in Colab (CPU or GPU runtime).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+
+import torch
+
+IN_COLAB = "google.colab" in sys.modules
+
+
+def device() -> str:
+    """'cuda' when a GPU is usable, else 'cpu'; COURSE_DEVICE overrides."""
+    return os.environ.get("COURSE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int = 0) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def setup(seed: int = 0) -> str:
+    """Seed, pick the device, and print one line about the environment; returns the device."""
+    seed_everything(seed)
+    torch.set_grad_enabled(True)
+    if not IN_COLAB and os.environ.get("COURSE_THREADS"):
+        torch.set_num_threads(int(os.environ["COURSE_THREADS"]))
+    where = "Colab" if IN_COLAB else "local"
+    dev = device()
+    print(f"Course ready ({where}, device={dev}, torch {torch.__version__})")
+    return dev

@@ -1,0 +1,62 @@
+"""Execute a notebook in a fresh kernel and read values back out of it.
+
+Tests use this to check what the prose claims: run the solved notebook top to
+bottom, then evaluate expressions (e.g. `float(induction_scores.max())`) in the
+same kernel. Nothing is written back to the notebook file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class NotebookFailed(RuntimeError):
+    """A cell raised: which one, and the error it printed."""
+
+
+def kernel_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for a grading or test kernel: the repository importable, offline, CPU unless told."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("MPLBACKEND", "Agg")
+    env.update(extra or {})
+    return env
+
+
+def run_notebook(notebook: nbformat.NotebookNode | str | Path, *, read: dict[str, str] | None = None,
+                 cwd: str | Path | None = None, timeout: int = 600, allow_errors: bool = False,
+                 env: dict[str, str] | None = None) -> tuple[nbformat.NotebookNode, dict]:
+    """Run every cell; return the executed notebook and `{name: value}` for each expression in `read`.
+
+    Values come back through JSON, so expressions should evaluate to numbers, strings, lists or dicts.
+    """
+    nb = nbformat.read(str(notebook), as_version=4) if isinstance(notebook, (str, Path)) else notebook
+    if isinstance(notebook, (str, Path)) and cwd is None:
+        cwd = Path(notebook).parent
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+                            resources={"metadata": {"path": str(cwd or ROOT)}})
+    values: dict = {}
+    with client.setup_kernel(env=kernel_env(env)):
+        for index, cell in enumerate(nb.cells):
+            try:
+                client.execute_cell(cell, index)
+            except CellExecutionError as error:
+                raise NotebookFailed(f"cell {index} failed:\n{cell.source[:300]}\n---\n{error}") from None
+        if read:
+            code = "import json as _json\nprint(_json.dumps({" + ", ".join(
+                f"{name!r}: ({expr})" for name, expr in read.items()) + "}))"
+            probe = nbformat.v4.new_code_cell(code)
+            client.execute_cell(probe, len(nb.cells))
+            text = "".join(o.get("text", "") for o in probe.outputs if o.get("output_type") == "stream")
+            values = json.loads(text.strip().splitlines()[-1])
+    return nb, values
