@@ -56,7 +56,9 @@ def run_notebook(notebook: nbformat.NotebookNode | str | Path, *, read: dict[str
             code = "import json as _json\nprint(_json.dumps({" + ", ".join(
                 f"{name!r}: ({expr})" for name, expr in read.items()) + "}))"
             probe = nbformat.v4.new_code_cell(code)
-            client.execute_cell(probe, len(nb.cells))
+            nb.cells.append(probe)
+            client.execute_cell(probe, len(nb.cells) - 1)
+            nb.cells.pop()
             text = "".join(o.get("text", "") for o in probe.outputs if o.get("output_type") == "stream")
             values = json.loads(text.strip().splitlines()[-1])
     return nb, values

@@ -1,0 +1,21 @@
+"""The grading side of `python -m utils.grade`, run inside the notebook's kernel."""
+
+from __future__ import annotations
+
+from .checker import grade
+from .feedback import ERROR, NOT_ATTEMPTED
+from .registry import get
+
+
+def grade_by_name(exercise_id: str, namespace: dict, cell_error: str | None = None) -> dict:
+    """Grade the function the notebook defined for `exercise_id`, as a JSON-ready dict."""
+    ex = get(exercise_id)
+    fn = namespace.get(ex.name)
+    if cell_error is not None:
+        return {"exercise": ex.id, "status": ERROR, "detail": f"{ex.name}: {cell_error}"}
+    if fn is None:
+        return {"exercise": ex.id, "status": NOT_ATTEMPTED, "detail": f"{ex.name} is not defined in the notebook"}
+    if not callable(fn):
+        return {"exercise": ex.id, "status": ERROR, "detail": f"{ex.name} is a {type(fn).__name__}, not a function"}
+    from utils.notebook import device
+    return grade(ex, fn, device=device()).as_dict()
