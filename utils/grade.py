@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -81,7 +82,7 @@ def grade_notebook(path: Path, *, cell_timeout: int = 300, exercise_timeout: int
                 client.execute_cell(cell, index)
             except CellTimeoutError:
                 pass  # interrupted; the exercises it affects are graded below
-            name = defined_function(cell)
+            name = defined_function(cell) or _intended_function(cell.source)
             errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
             if name and errors:
                 stub_errors[name] = f"its cell raised {errors[0].get('ename')}: {errors[0].get('evalue', '')[:200]}"
@@ -105,6 +106,12 @@ def grade_notebook(path: Path, *, cell_timeout: int = 300, exercise_timeout: int
     for r in results:
         r["notebook"] = str(path)
     return results
+
+
+def _intended_function(source: str) -> str | None:
+    """The function a cell means to define, even when the cell doesn't parse."""
+    match = re.search(r"^def (\w+)\(", source, flags=re.MULTILINE)
+    return match.group(1) if match else None
 
 
 def table(results: list[dict]) -> str:

@@ -1,0 +1,148 @@
+"""The grading engine turns every kind of learner mistake into a clear failed check."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from utils.grading import CheckFailed, check, grade, registry
+from utils.grading.compare import difference
+
+LAYER_NORM = registry.get("ch1.layer_norm")
+
+
+def reference(x, w, b, eps=1e-5):
+    return torch.nn.functional.layer_norm(x, w.shape, w, b, eps)
+
+
+def test_correct_function_passes_with_case_count():
+    result = grade(LAYER_NORM, reference)
+    assert result.passed and result.cases == 2, result.summary()
+
+
+def test_stub_is_reported_not_attempted():
+    def layer_norm(x, w, b, eps=1e-5):
+        raise NotImplementedError()
+
+    result = grade(LAYER_NORM, layer_norm)
+    assert result.status == "not attempted"
+
+
+def test_exception_in_learner_code_is_an_error_naming_the_learner_line():
+    def layer_norm(x, w, b, eps=1e-5):
+        return x @ torch.ones(3, 3)
+
+    result = grade(LAYER_NORM, layer_norm)
+    assert result.status == "error"
+    assert "RuntimeError" in result.failure.detail and "x @ torch.ones(3, 3)" in result.failure.detail
+    assert "shape" in result.failure.hint
+
+
+def test_infinite_loop_times_out():
+    def layer_norm(x, w, b, eps=1e-5):
+        while True:
+            pass
+
+    result = grade(dataclasses.replace(LAYER_NORM, timeout=0.3), layer_norm)
+    assert result.status == "timeout" and result.seconds < 5
+
+
+def test_learner_code_swallowing_exceptions_still_times_out():
+    def layer_norm(x, w, b, eps=1e-5):
+        while True:
+            try:
+                pass
+            except Exception:
+                pass
+
+    assert grade(dataclasses.replace(LAYER_NORM, timeout=0.3), layer_norm).status == "timeout"
+
+
+def test_in_place_edit_of_an_input_fails_and_names_it():
+    def layer_norm(x, w, b, eps=1e-5):
+        w.mul_(1.0 + 1e-3)
+        return reference(x, w, b, eps)
+
+    result = grade(LAYER_NORM, layer_norm)
+    assert result.status == "failed" and "`w`" in result.failure.detail
+    assert result.failure.mistake == "in-place edit"
+
+
+@pytest.mark.parametrize("returned,expected_words", [
+    (None, "forget to `return`"),
+    ([1.0, 2.0], "got a list"),
+    ("text", "got a str"),
+])
+def test_wrong_return_type_is_explained(returned, expected_words):
+    result = grade(LAYER_NORM, lambda x, w, b, eps=1e-5: returned)
+    assert result.status == "failed" and expected_words in result.failure.detail
+
+
+def test_nans_are_reported_as_nans():
+    result = grade(LAYER_NORM, lambda x, w, b, eps=1e-5: reference(x, w, b, eps) * float("nan"))
+    assert "NaN" in result.failure.detail
+
+
+def test_wrong_shape_and_dtype_are_reported_as_such():
+    shape = grade(LAYER_NORM, lambda x, w, b, eps=1e-5: reference(x, w, b, eps)[0])
+    assert "expected shape (2, 5, 16), got shape (5, 16)" in shape.failure.detail
+    dtype = grade(LAYER_NORM, lambda x, w, b, eps=1e-5: reference(x, w, b, eps).double())
+    assert "expected dtype float32, got float64" in dtype.failure.detail
+
+
+def test_value_mismatch_shows_expected_and_got_side_by_side():
+    result = grade(LAYER_NORM, lambda x, w, b, eps=1e-5: reference(x, w, b, eps) + 0.01)
+    detail = result.failure.detail
+    assert "values differ" in detail and "expected output[" in detail and "got      output[" in detail
+
+
+def test_difference_tolerates_tiny_float_error_but_not_more():
+    x = torch.randn(4, 4)
+    assert difference(x + 1e-7, x, atol=1e-5, rtol=1e-4) is None
+    assert difference(x + 1e-2, x, atol=1e-5, rtol=1e-4) is not None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_result_on_another_device_is_compared_not_failed():
+    x = torch.randn(3, 3)
+    assert difference(x.cuda(), x, atol=1e-6, rtol=1e-6) is None
+
+
+def test_check_raises_a_short_assertion_error_subclass():
+    def layer_norm(x, w, b, eps=1e-5):
+        return x
+
+    with pytest.raises(CheckFailed) as info:
+        check(layer_norm)
+    assert isinstance(info.value, AssertionError)
+    rendered = info.value._render_traceback_()
+    assert len(rendered) == 1 and "Traceback" not in rendered[0] and "Hint:" in rendered[0]
+
+
+def test_check_infers_the_exercise_from_the_name_or_takes_an_id(capsys):
+    def my_norm(x, w, b, eps=1e-5):
+        return reference(x, w, b, eps)
+
+    check(my_norm, "ch1.layer_norm")
+    assert "passed" in capsys.readouterr().out
+    with pytest.raises(KeyError, match="Did you mean layer_norm"):
+        registry.for_function("layer_nrom")
+
+
+def test_check_refuses_a_called_function_with_a_helpful_message():
+    with pytest.raises(CheckFailed, match="without calling it"):
+        check(torch.zeros(3))
+
+
+def test_check_median_latency_is_under_a_second():
+    import statistics
+    import time
+
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        grade(LAYER_NORM, reference)
+        times.append(time.perf_counter() - start)
+    assert statistics.median(times) < 1.0
