@@ -1,0 +1,101 @@
+"""The notebook pipeline: learner notebooks stay consistent with the solutions and the registry."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+
+import nbformat
+import pytest
+
+from utils.grading import registry
+from utils.notebooks import pipeline
+
+NOTEBOOKS = pipeline.learner_notebooks()
+IDS = [p.relative_to(pipeline.CHAPTERS).as_posix() for p in NOTEBOOKS]
+
+
+def test_there_are_learner_notebooks():
+    assert NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_learner_notebook_is_synced_and_has_no_outputs(path):
+    assert pipeline.is_synced(path), f"run `python -m utils.notebooks sync` ({path.name} is out of date)"
+    nb = nbformat.read(path, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_learner_notebook_has_a_colab_badge_and_set_up_cell_from_the_one_url(path):
+    nb = nbformat.read(path, as_version=4)
+    url = pipeline.repository_url()
+    assert "colab-badge.svg" in nb.cells[0].source and url.removeprefix("https://github.com/") in nb.cells[0].source
+    assert nb.cells[1].source == pipeline.colab_cell_source() and url in nb.cells[1].source
+
+
+def test_every_exercise_lives_in_exactly_one_learner_notebook():
+    placed: dict[str, int] = {}
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        for ex_id, (stub, check) in pipeline.exercise_cells(nb, pipeline.notebook_exercises(path)).items():
+            assert stub is not None and check is not None and stub < check, ex_id
+            placed[ex_id] = placed.get(ex_id, 0) + 1
+    assert placed == {ex_id: 1 for ex_id in registry.load_all()}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_stubs_raise_not_implemented_and_match_the_reference_signature(path):
+    nb = nbformat.read(path, as_version=4)
+    exercises = pipeline.notebook_exercises(path)
+    for ex_id, (stub, _) in pipeline.exercise_cells(nb, exercises).items():
+        source = nb.cells[stub].source
+        assert "raise NotImplementedError" in source, f"{ex_id}: the learner's stub contains an answer"
+        func = ast.parse(source).body[0]
+        stub_params = [a.arg for a in func.args.args + func.args.kwonlyargs]
+        ref_params = list(inspect.signature(exercises[ex_id].reference).parameters)
+        assert stub_params == ref_params, f"{ex_id}: stub {stub_params} vs reference {ref_params}"
+        assert ast.get_docstring(func), f"{ex_id}: the stub needs a docstring saying what to return"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_exercise_intro_states_id_difficulty_and_time(path):
+    nb = nbformat.read(path, as_version=4)
+    exercises = pipeline.notebook_exercises(path)
+    for ex_id, (stub, _) in pipeline.exercise_cells(nb, exercises).items():
+        intro = nb.cells[stub - 1].source
+        assert intro.rstrip().endswith(pipeline.exercise_line(exercises[ex_id]))
+        assert len(intro.splitlines()) > 2, f"{ex_id}: say what the exercise is for"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_solved_and_nbgrader_notebooks_contain_the_reference_source(path):
+    solved = pipeline.solved_notebook(path)
+    marked = pipeline.nbgrader_notebook(path)
+    exercises = pipeline.notebook_exercises(path)
+    for ex_id, (stub, check) in pipeline.exercise_cells(solved, exercises).items():
+        assert solved.cells[stub].source == pipeline.reference_source(exercises[ex_id])
+        body = marked.cells[stub].source
+        assert body.count("### BEGIN SOLUTION") == 1 and body.count("### END SOLUTION") == 1
+        assert marked.cells[stub].metadata["nbgrader"]["solution"] is True
+        assert marked.cells[check].metadata["nbgrader"] == {
+            "grade": True, "grade_id": ex_id, "locked": True, "points": exercises[ex_id].points,
+            "schema_version": 3, "solution": False, "task": False}
+
+
+def test_nbgrader_markers_keep_signature_and_docstring_outside_the_solution():
+    ex = registry.get("ch1.layer_norm")
+    marked = pipeline.reference_source(ex, nbgrader_markers=True)
+    before = marked.split("### BEGIN SOLUTION")[0]
+    assert before.lstrip().startswith("def layer_norm(") and '"""' in before
+    stripped = re.sub(r"### BEGIN SOLUTION.*?### END SOLUTION", "raise NotImplementedError()", marked, flags=re.S)
+    ast.parse(stripped)
+
+
+def test_index_and_readme_link_every_learner_notebook():
+    index = "".join(c.source for c in nbformat.read(pipeline.CHAPTERS / "index.ipynb", as_version=4).cells)
+    readme = (pipeline.ROOT / "README.md").read_text()
+    for path in NOTEBOOKS:
+        assert path.relative_to(pipeline.CHAPTERS).as_posix() in index
+        assert path.relative_to(pipeline.ROOT).as_posix() in readme
