@@ -1,0 +1,80 @@
+"""Teaching with nbgrader: release chapter 1, autograde two submissions.
+
+The reference solutions must get full marks and the released stubs zero.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from utils.notebooks import pipeline
+
+pytestmark = pytest.mark.slow
+CHAPTER = "ch1_transformer_math"
+
+
+def nbgrader(*args: str, cwd: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(pipeline.ROOT), "COURSE_DEVICE": "cpu"}
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def fill_in(released: nbformat.NotebookNode, solved: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A student's submission: the released notebook with each solution cell answered."""
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solved.cells
+               if c.metadata.get("nbgrader", {}).get("solution")}
+    for cell in released.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = answers[grade_id]
+    return released
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    out = tmp_path_factory.mktemp("course")
+    pipeline.build(out=out)
+    course = out / "nbgrader"
+    nbgrader("generate_assignment", CHAPTER, "--create", "--force", cwd=course)
+    release = course / "release" / CHAPTER
+    notebooks = sorted(release.glob("*.ipynb"))
+    assert notebooks, "generate_assignment released nothing"
+    for student, answer in (("reference", True), ("stubs", False)):
+        for path in notebooks:
+            nb = nbformat.read(path, as_version=4)
+            if answer:
+                nb = fill_in(nb, pipeline.solved_notebook(pipeline.CHAPTERS / CHAPTER / path.name))
+            target = course / "submitted" / student / CHAPTER / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, target)
+    nbgrader("autograde", CHAPTER, "--create", "--force", cwd=course)
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        return {s: (gb.find_submission(CHAPTER, s).score, gb.find_submission(CHAPTER, s).max_score)
+                for s in ("reference", "stubs")}, release
+
+
+def test_release_replaces_every_solution_with_a_stub(graded):
+    _, release = graded
+    for path in release.glob("*.ipynb"):
+        text = path.read_text()
+        assert "BEGIN SOLUTION" not in text and "raise NotImplementedError()" in text
+
+
+def test_reference_solutions_get_full_marks(graded):
+    scores, _ = graded
+    score, max_score = scores["reference"]
+    assert max_score > 0 and score == max_score
+
+
+def test_released_stubs_get_zero(graded):
+    scores, _ = graded
+    assert scores["stubs"][0] == 0
