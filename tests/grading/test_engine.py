@@ -146,3 +146,21 @@ def test_check_median_latency_is_under_a_second():
         grade(LAYER_NORM, reference)
         times.append(time.perf_counter() - start)
     assert statistics.median(times) < 1.0
+
+
+def test_failed_check_in_a_kernel_shows_a_hint_button_and_a_compact_error():
+    import nbformat
+
+    from utils.notebooks.execute import run_notebook
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from utils.grading import check"),
+                nbformat.v4.new_code_cell("def layer_norm(x, w, b, eps=1e-5):\n    return x"),
+                nbformat.v4.new_code_cell("check(layer_norm)")]
+    executed, _ = run_notebook(nb, allow_errors=True)
+    outputs = executed.cells[2].outputs
+    widget, error = outputs[0], outputs[-1]
+    assert "application/vnd.jupyter.widget-view+json" in widget["data"]
+    assert error["output_type"] == "error" and error["ename"] == "CheckFailed"
+    assert len(error["traceback"]) == 1 and "checker.py" not in error["traceback"][0]
+    assert "expected output[" in error["traceback"][0] and "Hint:" in error["traceback"][0]
