@@ -1,0 +1,117 @@
+"""Train the course's models: `python -m utils.models.train NAME [NAME ...]` or `--all`.
+
+Each recipe is a config plus a batch function; `train` is the one loop they
+share, and the notebooks call it too (1.2 retrains the induction model live).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+from transformer_lens import TransformerBridge
+
+from utils.data import induction, text
+from utils.models import build_model, save_model
+
+
+def train(
+    model: TransformerBridge,
+    batch_fn: Callable[[torch.Generator], torch.Tensor],
+    steps: int,
+    lr: float = 1e-3,
+    weight_decay: float = 0.01,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[float]:
+    """Next-token training with AdamW; returns the loss at every step."""
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    losses = []
+    bar = tqdm(range(steps), disable=not progress, desc="training")
+    for step in bar:
+        tokens = batch_fn(generator).to(device)
+        loss = model(tokens, return_type="loss")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    model.eval()
+    return losses
+
+
+@dataclass
+class Recipe:
+    config: dict
+    batch_fn: Callable[[torch.Generator], torch.Tensor]
+    steps: int
+    lr: float
+    weight_decay: float = 0.01
+    notes: dict = field(default_factory=dict)
+
+
+ATTN_ONLY_2L = dict(d_model=64, d_head=16, n_heads=4, n_layers=2, n_ctx=48, d_vocab=64,
+                    attn_only=True, normalization_type=None, seed=0)
+
+
+def _induction_batch(generator: torch.Generator) -> torch.Tensor:
+    return induction.copied_segment_batch(64, ATTN_ONLY_2L["n_ctx"], ATTN_ONLY_2L["d_vocab"], generator=generator)
+
+
+GPT2_TINY = dict(d_model=128, d_head=32, n_heads=4, n_layers=2, d_mlp=512, n_ctx=128,
+                 d_vocab=text.CharTokenizer().d_vocab, act_fn="gelu_new", normalization_type="LN", seed=0)
+
+
+def _text_batch(generator: torch.Generator) -> torch.Tensor:
+    if not hasattr(_text_batch, "data"):
+        _text_batch.data = torch.tensor(text.CharTokenizer().encode(text.stdlib_docstrings(), prepend_bos=False))
+    return text.text_batch(_text_batch.data, 16, GPT2_TINY["n_ctx"], generator=generator)
+
+
+RECIPES = {
+    "attn_only_2l": Recipe(ATTN_ONLY_2L, _induction_batch, steps=3000, lr=3e-3,
+                           notes={"data": "copied segments of length 4-19 at random positions (utils.data.induction)"}),
+    "gpt2_tiny": Recipe(GPT2_TINY, _text_batch, steps=1500, lr=2e-3,
+                        notes={"data": "character-level stdlib docstrings (utils.data.text)"}),
+}
+
+
+def train_recipe(name: str, device: str = "cpu", progress: bool = True) -> TransformerBridge:
+    recipe = RECIPES[name]
+    torch.manual_seed(recipe.config.get("seed", 0))
+    model = build_model(recipe.config).to(device)
+    start = time.perf_counter()
+    losses = train(model, recipe.batch_fn, recipe.steps, recipe.lr, recipe.weight_decay, progress=progress)
+    final = sum(losses[-100:]) / len(losses[-100:])
+    info = {"steps": recipe.steps, "lr": recipe.lr, "final_loss": round(final, 4),
+            "train_seconds": round(time.perf_counter() - start), "torch": torch.__version__, **recipe.notes}
+    path = save_model(name, model.cpu(), recipe.config, info)
+    print(f"{name}: final loss {final:.3f}, saved {path}")
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m utils.models.train", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of: {', '.join(RECIPES)}")
+    parser.add_argument("--all", action="store_true", help="retrain every model")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    names = list(RECIPES) if args.all else args.names
+    if not names:
+        parser.error("name a model or pass --all")
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        parser.error(f"unknown model {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
+    for name in names:
+        train_recipe(name, args.device)
+
+
+if __name__ == "__main__":
+    main()
