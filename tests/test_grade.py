@@ -20,7 +20,8 @@ def notebook(tmp_path: Path, body: str, *, extra_cells: tuple[str, ...] = ()) ->
     nb.cells = [nbformat.v4.new_markdown_cell("# test"), nbformat.v4.new_code_cell(SETUP),
                 *(nbformat.v4.new_code_cell(c) for c in extra_cells),
                 nbformat.v4.new_code_cell(f"def layer_norm(x, w, b, eps=1e-5):\n    {body}"),
-                nbformat.v4.new_code_cell("check(layer_norm)")]
+                nbformat.v4.new_code_cell("check(layer_norm)",
+                                          metadata={"nbgrader": {"grade_id": "ch1-layer_norm"}})]
     path = tmp_path / "ch1_transformer_math" / "build_a_transformer.ipynb"
     path.parent.mkdir(exist_ok=True)
     nbformat.write(nb, path)

@@ -50,9 +50,12 @@ def read_notebook(path: Path):
 
 def exercises_in(path: Path, nb) -> list[registry.Exercise]:
     """The notebook's exercises: from its check cells' nbgrader ids, else from its file name."""
+    from utils.notebooks.pipeline import grade_id
+
     exercises = registry.load_all()
+    by_grade_id = {grade_id(ex.id): ex for ex in exercises.values()}
     ids = [cell.metadata.get("nbgrader", {}).get("grade_id") for cell in nb.cells]
-    found = [exercises[i] for i in ids if i in exercises]
+    found = [by_grade_id[i] for i in ids if i in by_grade_id]
     return found or [ex for ex in exercises.values() if ex.notebook_stem == path.stem]
 
 

@@ -20,7 +20,9 @@ CHAPTER = "ch1_transformer_math"
 
 
 def nbgrader(*args: str, cwd: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(pipeline.ROOT), "COURSE_DEVICE": "cpu"}
+    # nbgrader runs `alembic` from PATH: put this interpreter's scripts first (venv not activated in CI)
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "PYTHONPATH": str(pipeline.ROOT), "COURSE_DEVICE": "cpu"}
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

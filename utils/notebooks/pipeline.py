@@ -134,8 +134,8 @@ def synced(path: Path) -> nbformat.NotebookNode:
             raise ValueError(f"{path}: the cell before {ex.name}'s stub must be markdown (the exercise's goal)")
         body = [line for line in intro.source.rstrip().splitlines() if not EXERCISE_LINE.match(line)]
         intro.source = "\n".join(body).rstrip() + "\n\n" + exercise_line(ex)
-        nb.cells[stub].metadata["nbgrader"] = _nbgrader_meta(f"{ex_id}.solution", solution=True)
-        nb.cells[checker].metadata["nbgrader"] = _nbgrader_meta(ex_id, grade=True, points=ex.points)
+        nb.cells[stub].metadata["nbgrader"] = _nbgrader_meta(f"{grade_id(ex_id)}-solution", solution=True)
+        nb.cells[checker].metadata["nbgrader"] = _nbgrader_meta(grade_id(ex_id), grade=True, points=ex.points)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -145,6 +145,11 @@ def synced(path: Path) -> nbformat.NotebookNode:
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.nbformat, nb.nbformat_minor = 4, 4
     return nb
+
+
+def grade_id(exercise_id: str) -> str:
+    """nbgrader ids allow only letters, digits, '_' and '-': `ch1.layer_norm` becomes `ch1-layer_norm`."""
+    return exercise_id.replace(".", "-")
 
 
 def _nbgrader_meta(grade_id: str, *, solution: bool = False, grade: bool = False, points: int = 0) -> dict:
@@ -216,6 +221,7 @@ def build(out: Path = ROOT) -> list[Path]:
             write(nb, target)
             written.append(target)
     config = out / "nbgrader" / "nbgrader_config.py"
+    config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(NBGRADER_CONFIG.format(root=str((out / "nbgrader").resolve()),
                                              exchange=str((out / "nbgrader" / "exchange").resolve())))
     return written

@@ -1,0 +1,116 @@
+"""1.1 "Build a transformer": the solved notebook runs and shows what its prose claims."""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+
+from utils.notebooks import pipeline
+from utils.notebooks.execute import run_notebook
+
+PATH = pipeline.CHAPTERS / "ch1_transformer_math" / "build_a_transformer.ipynb"
+
+READ = {
+    "embed_diff": "embed_diff",
+    "resid_pre_diff": "resid_pre_diff",
+    "ln_diff": "ln_diff",
+    "pattern_diff": "pattern_diff",
+    "rows_sum_to_one": "bool(torch.allclose(pattern.sum(-1), torch.ones_like(pattern[..., 0])))",
+    "attn_out_diff": "attn_out_diff",
+    "mlp_diff": "mlp_diff",
+    "block_diff": "block_diff",
+    "max_logit_diff": "max_logit_diff",
+    "n_text_tokens": "text_tokens.shape[1]",
+    "n_ctx": "cfg.n_ctx",
+    "losses": "[my_loss, model_loss]",
+    "scaled_std": "float((dots / math.sqrt(cfg.d_head)).std())",
+    "raw_std": "float(dots.std())",
+    "sqrt_d_head": "math.sqrt(cfg.d_head)",
+    "gelu_gap": "float((gelu_new(grid) - F.gelu(grid)).abs().max())",
+    "greedy_text": "greedy_text",
+    "greedy_matches": "bool(greedy_matches)",
+    "model_greedy_text": "tok.decode(generate(model, tokens, N_NEW)[0])",
+    "prompt": "PROMPT",
+    "n_new": "N_NEW",
+    "samples": "samples",
+    "temperature_top1": "[float((last_logits / T).softmax(-1).max()) for T in [0.5, 1.0, 2.0]]",
+}
+
+
+@pytest.fixture(scope="module")
+def executed():
+    nb, values = run_notebook(pipeline.solved_notebook(PATH), read=READ, cwd=PATH.parent)
+    printed = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                      for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+    return values, printed
+
+
+def test_every_check_passes(executed):
+    _, printed = executed
+    exercises = pipeline.notebook_exercises(PATH)
+    assert len(exercises) >= 10
+    for ex_id in exercises:
+        assert re.search(rf"✓ {re.escape(ex_id)} passed", printed), f"{ex_id} did not pass in the solved notebook"
+
+
+def test_each_piece_matches_the_models_cache(executed):
+    values, _ = executed
+    assert values["embed_diff"] == 0.0 and values["resid_pre_diff"] == 0.0
+    assert values["ln_diff"] < 1e-5
+    assert values["pattern_diff"] < 1e-5 and values["rows_sum_to_one"]
+    for name in ["attn_out_diff", "mlp_diff", "block_diff"]:
+        assert values[name] < 1e-4, name
+
+
+def test_full_forward_matches_the_model_to_1e_4(executed):
+    values, printed = executed
+    assert values["n_text_tokens"] <= values["n_ctx"]
+    assert values["max_logit_diff"] < 1e-4
+    assert f"max |your logits - model logits| = {values['max_logit_diff']:.2e}" in printed
+    mine, model = values["losses"]
+    assert abs(mine - model) < 1e-4
+
+
+def test_the_scale_demo_shows_what_the_prose_says(executed):
+    values, _ = executed
+    assert abs(values["raw_std"] - values["sqrt_d_head"]) < 0.2
+    assert abs(values["scaled_std"] - 1.0) < 0.05
+
+
+def test_gelu_new_differs_from_exact_gelu_enough_to_matter(executed):
+    values, _ = executed
+    assert 1e-4 < values["gelu_gap"] < 1e-3
+
+
+def test_lower_temperature_sharpens(executed):
+    top1 = executed[0]["temperature_top1"]
+    assert top1[0] > top1[1] > top1[2]
+
+
+def test_greedy_generation_equals_the_models_and_is_printed(executed):
+    values, printed = executed
+    assert values["greedy_matches"]
+    assert values["greedy_text"] == values["model_greedy_text"]
+    assert values["greedy_text"].startswith(values["prompt"])
+    assert len(values["greedy_text"]) == len(values["prompt"]) + values["n_new"]
+    assert repr(values["greedy_text"]) in printed
+
+
+def test_sampled_texts_are_the_ones_printed(executed):
+    values, printed = executed
+    samples = values["samples"]
+    assert len(samples) == 4 and len(set(samples.values())) > 1
+    for setting, text in samples.items():
+        assert text.startswith(values["prompt"])
+        assert f"{setting:18} {text!r}" in printed
+
+
+def test_learner_notebook_runs_up_to_the_first_check():
+    """The stubs notebook runs cleanly until the first exercise's check (which is not attempted yet)."""
+    nb = nbformat.read(PATH, as_version=4)
+    first_check = min(check for _, check in pipeline.exercise_cells(nb, pipeline.notebook_exercises(PATH)).values())
+    nb.cells = nb.cells[:first_check]
+    _, values = run_notebook(nb, read={"n_blocks": "len(params['blocks'])"}, cwd=PATH.parent)
+    assert values["n_blocks"] == 2
