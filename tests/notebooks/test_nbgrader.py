@@ -1,4 +1,4 @@
-"""Teaching with nbgrader: release chapter 1, autograde two submissions.
+"""Teaching with nbgrader: release each chapter, autograde two submissions.
 
 The reference solutions must get full marks and the released stubs zero.
 """
@@ -16,7 +16,7 @@ import pytest
 from utils.notebooks import pipeline
 
 pytestmark = pytest.mark.slow
-CHAPTER = "ch1_transformer_math"
+CHAPTERS = sorted({p.parent.name for p in pipeline.learner_notebooks()})
 
 
 def nbgrader(*args: str, cwd: Path) -> None:
@@ -39,28 +39,29 @@ def fill_in(released: nbformat.NotebookNode, solved: nbformat.NotebookNode) -> n
     return released
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
+@pytest.fixture(scope="module", params=CHAPTERS)
+def graded(request, tmp_path_factory):
+    chapter = request.param
     out = tmp_path_factory.mktemp("course")
     pipeline.build(out=out)
     course = out / "nbgrader"
-    nbgrader("generate_assignment", CHAPTER, "--create", "--force", cwd=course)
-    release = course / "release" / CHAPTER
+    nbgrader("generate_assignment", chapter, "--create", "--force", cwd=course)
+    release = course / "release" / chapter
     notebooks = sorted(release.glob("*.ipynb"))
     assert notebooks, "generate_assignment released nothing"
     for student, answer in (("reference", True), ("stubs", False)):
         for path in notebooks:
             nb = nbformat.read(path, as_version=4)
             if answer:
-                nb = fill_in(nb, pipeline.solved_notebook(pipeline.CHAPTERS / CHAPTER / path.name))
-            target = course / "submitted" / student / CHAPTER / path.name
+                nb = fill_in(nb, pipeline.solved_notebook(pipeline.CHAPTERS / chapter / path.name))
+            target = course / "submitted" / student / chapter / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, target)
-    nbgrader("autograde", CHAPTER, "--create", "--force", cwd=course)
+    nbgrader("autograde", chapter, "--create", "--force", cwd=course)
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        return {s: (gb.find_submission(CHAPTER, s).score, gb.find_submission(CHAPTER, s).max_score)
+        return {s: (gb.find_submission(chapter, s).score, gb.find_submission(chapter, s).max_score)
                 for s in ("reference", "stubs")}, release
 
 
