@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens import TransformerBridge
 
-from utils.data import induction, text
+from utils.data import induction, ioi, text
 from utils.models import build_model, save_model
 
 
@@ -27,16 +27,23 @@ def train(
     weight_decay: float = 0.01,
     seed: int = 0,
     progress: bool = True,
+    loss_fn: Callable[[TransformerBridge, object], torch.Tensor] | None = None,
 ) -> list[float]:
-    """Next-token training with AdamW; returns the loss at every step."""
+    """Next-token training with AdamW; returns the loss at every step.
+
+    With `loss_fn`, `batch_fn` may return anything and `loss_fn(model, batch)` computes the loss
+    (the IOI model is trained only on its answer token)."""
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     losses = []
     bar = tqdm(range(steps), disable=not progress, desc="training")
     for step in bar:
-        tokens = batch_fn(generator).to(device)
-        loss = model(tokens, return_type="loss")
+        batch = batch_fn(generator)
+        if loss_fn is None:
+            loss = model(batch.to(device), return_type="loss")
+        else:
+            loss = loss_fn(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -55,6 +62,7 @@ class Recipe:
     lr: float
     weight_decay: float = 0.01
     notes: dict = field(default_factory=dict)
+    loss_fn: Callable[[TransformerBridge, object], torch.Tensor] | None = None
 
 
 # A vocabulary much larger than the context keeps chance repeats rare, so the copied segment is the
@@ -77,11 +85,29 @@ def _text_batch(generator: torch.Generator) -> torch.Tensor:
     return text.text_batch(_text_batch.data, 16, GPT2_TINY["n_ctx"], generator=generator)
 
 
+IOI_3L = dict(d_model=64, d_head=16, n_heads=4, n_layers=3, d_mlp=256, n_ctx=ioi.SEQ_LEN,
+              d_vocab=ioi.WordTokenizer().d_vocab, act_fn="gelu_new", normalization_type="LN", seed=0)
+
+
+def _ioi_batch(generator: torch.Generator) -> ioi.IOIBatch:
+    return ioi.ioi_batch(64, "train", generator=generator)
+
+
+def _ioi_loss(model: TransformerBridge, batch: ioi.IOIBatch) -> torch.Tensor:
+    """Cross-entropy on the answer token only: the task is to name the indirect object."""
+    device = next(model.parameters()).device
+    logits = model(batch.clean.to(device))[:, -1]
+    return torch.nn.functional.cross_entropy(logits, batch.io.to(device))
+
+
 RECIPES = {
     "attn_only_2l": Recipe(ATTN_ONLY_2L, _induction_batch, steps=3000, lr=3e-3,
                            notes={"data": "copied segments of length 4-19 at random positions (utils.data.induction)"}),
     "gpt2_tiny": Recipe(GPT2_TINY, _text_batch, steps=1500, lr=2e-3,
                         notes={"data": "character-level stdlib docstrings (utils.data.text)"}),
+    "ioi_3l": Recipe(IOI_3L, _ioi_batch, steps=400, lr=3e-3, weight_decay=0.05, loss_fn=_ioi_loss,
+                     notes={"data": "synthetic IOI prompts, training templates and name pairs (utils.data.ioi); "
+                                    "loss on the answer token only"}),
 }
 
 
@@ -90,7 +116,8 @@ def train_recipe(name: str, device: str = "cpu", progress: bool = True) -> Trans
     torch.manual_seed(recipe.config.get("seed", 0))
     model = build_model(recipe.config).to(device)
     start = time.perf_counter()
-    losses = train(model, recipe.batch_fn, recipe.steps, recipe.lr, recipe.weight_decay, progress=progress)
+    losses = train(model, recipe.batch_fn, recipe.steps, recipe.lr, recipe.weight_decay, progress=progress,
+                   loss_fn=recipe.loss_fn)
     final = sum(losses[-100:]) / len(losses[-100:])
     info = {"steps": recipe.steps, "lr": recipe.lr, "final_loss": round(final, 4),
             "train_seconds": round(time.perf_counter() - start), "torch": torch.__version__, **recipe.notes}
