@@ -34,7 +34,7 @@ def kernel_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_notebook(notebook: nbformat.NotebookNode | str | Path, *, read: dict[str, str] | None = None,
-                 cwd: str | Path | None = None, timeout: int = 600, allow_errors: bool = False,
+                 cwd: str | Path | None = None, timeout: int = 1800, allow_errors: bool = False,
                  env: dict[str, str] | None = None) -> tuple[nbformat.NotebookNode, dict]:
     """Run every cell; return the executed notebook and `{name: value}` for each expression in `read`.
 
