@@ -26,7 +26,7 @@ solved: setup     ## write solved/ and nbgrader/source/ from chapters/ + solutio
 	$(PY) -m utils.notebooks build
 
 models: setup     ## retrain every shipped model (CPU or GPU, same code)
-	$(PY) -m utils.models.train --all
+	$(PY) -m utils.models.train --all && $(PY) -m utils.models.grokking
 
 bench: setup      ## time and peak memory per notebook, check() latency
 	$(PY) -m utils.bench
