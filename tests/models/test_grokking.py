@@ -6,6 +6,7 @@ printed values say the same (with `assert_three_phases`, shared).
 """
 
 import copy
+import math
 
 import pytest
 import torch
@@ -165,3 +166,13 @@ def test_checkpoints_span_training(series):
 
 def test_checkpoint_series_shows_the_three_phases(measures):
     assert_three_phases(*measures)
+
+
+def test_training_loop_logs_before_each_update_and_returns_the_last_state():
+    with torch.no_grad():  # as in the notebook, which analyses with gradients off: training turns them back on
+        model, history, checkpoints = grokking.train_grokking(steps=30, eval_every=10, checkpoint_at=[0, 30],
+                                                              progress=False)
+    assert history["step"] == [0, 10, 20, 30]
+    assert history["train_loss"][0] == pytest.approx(math.log(P), abs=0.1)  # chance at initialisation
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert all(torch.equal(v, checkpoints[30][k]) for k, v in model.state_dict().items())
