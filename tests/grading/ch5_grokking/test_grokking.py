@@ -267,7 +267,7 @@ def _cp_sin(p, freqs):
     a = torch.arange(p).repeat_interleave(p)
     b = torch.arange(p).repeat(p)
     s = a[:, None] + b[:, None] - torch.arange(p)[None]
-    return torch.stack([torch.sin(2 * math.pi * k * s.double() / p).abs() for k in freqs]).float()
+    return torch.stack([torch.sin(2 * math.pi * k * s.double() / p) for k in freqs]).float()
 
 
 # -- variance_explained --------------------------------------------------------------------------------
@@ -285,6 +285,14 @@ def _ve_numpy(logits, predictors):
 def _ve_uncentred(logits, predictors):
     y = logits.flatten().double()
     X = predictors.flatten(1).double().T
+    coef = torch.linalg.lstsq(X, y[:, None]).solution
+    return (1 - ((y - (X @ coef).flatten()) ** 2).sum() / (y ** 2).sum()).item()
+
+
+def _ve_row_centred(logits, predictors):
+    y = (logits - logits.mean(dim=1, keepdim=True)).flatten().double()
+    X = predictors.flatten(1).double().T
+    X = X - X.mean(0)
     coef = torch.linalg.lstsq(X, y[:, None]).solution
     return (1 - ((y - (X @ coef).flatten()) ** 2).sum() / (y ** 2).sum()).item()
 
@@ -644,6 +652,7 @@ VARIANTS = {
     "ch5.variance_explained": [
         Right("numpy with intercept column", _ve_numpy),
         Wrong("uncentred", _ve_uncentred, mistake="not centred"),
+        Wrong("each pair's mean removed", _ve_row_centred, mistake="centred per row"),
         Wrong("no fit", _ve_no_fit, mistake="no fit"),
         Wrong("correlation", _ve_corr, mistake="correlation"),
     ],

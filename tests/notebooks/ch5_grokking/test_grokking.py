@@ -21,7 +21,7 @@ READ = {
     "orthonormality_error": "orthonormality_error",
     "key_freqs": "key_freqs", "neuron_key_freqs": "neuron_key_freqs", "unembed_key_freqs": "unembed_key_freqs",
     "fraction_explained_neurons": "fraction_explained_neurons",
-    "attn_top5": "attn_top5",
+    "attn_top10": "attn_top10",
     "logit_r2": "logit_r2",
     "acc_key_ablated": "test_acc_key_ablated", "acc_others_ablated": "test_acc_others_ablated",
     "ckpt_steps": "ckpt_steps", "measures": "measures",
@@ -61,7 +61,7 @@ def test_most_neurons_are_explained_by_one_frequency(values):
 
 
 def test_attention_is_a_few_fourier_terms(values):
-    assert values["attn_top5"] > 0.7
+    assert values["attn_top10"] > 0.9
 
 
 def test_cos_a_plus_b_minus_c_explains_most_of_the_logits(values):
@@ -89,7 +89,7 @@ def test_prose_numbers(values):
     paper's ~8,300 epochs."""
     assert values["test_fit_step"] - values["train_fit_step"] >= 2000
     assert values["test_fit_step"] < 8300
-    assert values["test_peak_step"] < values["test_fit_step"]
+    assert 500 <= values["test_peak_step"] - values["train_fit_step"] <= 2000  # "about a thousand steps later"
 
 
 def test_fast_loop_is_faster(values):

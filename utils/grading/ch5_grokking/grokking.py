@@ -281,19 +281,19 @@ def test_neuron_frequencies(check):
     "torch.cos(w[:, None, None] * ((a + b)[None, :, None] - c[None, None, :])) has shape [n_freq, p², p].",
 ])
 def test_cos_predictors(check):
-    def variant(p, freqs, sign=-1, two_pi=True, order="ab"):
+    def variant(p, freqs, sign=-1, two_pi=True, wave=torch.cos):
         a = torch.arange(p).repeat_interleave(p).double()
         b = torch.arange(p).repeat(p).double()
         c = torch.arange(p).double()
         w = (2 * math.pi if two_pi else 1.0) * torch.tensor(freqs, dtype=torch.float64) / p
-        return torch.cos(w[:, None, None] * ((a + b)[None, :, None] + sign * c[None, None, :])).float()
+        return wave(w[:, None, None] * ((a + b)[None, :, None] + sign * c[None, None, :])).float()
 
     mistakes = [
         Mistake("a + b + c", "The logit of the right answer c = a + b must be largest: use cos(w(a + b - c)), "
                 "which is 1 exactly there (a + b + c has the wrong sign).", lambda p, f: variant(p, f, sign=1)),
         Mistake("no 2π", "The angle is w = 2πk/p, not k/p.", lambda p, f: variant(p, f, two_pi=False)),
-        Mistake("sin", "The predictor is a cosine: it peaks at c = a + b.",
-                lambda p, f: torch.sin(torch.acos(variant(p, f).clamp(-1, 1)))),
+        Mistake("sin", "The predictor is a cosine: it is 1, its largest value, at c = a + b.",
+                lambda p, f: variant(p, f, wave=torch.sin)),
     ]
     check.case("p = 7, k = 1, 3", 7, [1, 3], mistakes=mistakes, atol=1e-4)
     check.case("p = 11, k = 2", 11, [2], mistakes=mistakes, atol=1e-4)
@@ -306,8 +306,8 @@ def test_cos_predictors(check):
     "torch.linalg.lstsq(X, y[:, None]).solution gives β; R² = 1 - ((y - X β)²).sum() / (y²).sum() with y centred.",
 ])
 def test_variance_explained(check):
-    def variant(logits, predictors, centre=True, fit=True):
-        y = logits.flatten().double()
+    def variant(logits, predictors, centre=True, fit=True, per_row=False):
+        y = (logits - logits.mean(dim=1, keepdim=True) if per_row else logits).flatten().double()
         X = predictors.flatten(1).double().T
         if centre:
             y = y - y.mean()
@@ -327,8 +327,11 @@ def test_variance_explained(check):
         return ((y @ x) / (y.norm() * x.norm())).item()
 
     mistakes = [
-        Mistake("not centred", "Centre the logits (and predictors) first: a constant offset in the logits changes "
-                "nothing about the answer and is not variance to explain.", lambda l, P: variant(l, P, centre=False)),
+        Mistake("not centred", "Centre the logits and each predictor by their overall mean first: the fit has a "
+                "constant term, and a constant is not variance to explain.", lambda l, P: variant(l, P, centre=False)),
+        Mistake("centred per row", "Subtract one overall mean from the logits, not each pair's own mean: the "
+                "question is how much of all the logits' variance the predictors explain.",
+                lambda l, P: variant(l, P, per_row=True)),
         Mistake("no fit", "Fit a coefficient per frequency by least squares; the predictors' scale is arbitrary.",
                 lambda l, P: variant(l, P, fit=False)),
         Mistake("correlation", "R² is the fraction of variance explained by the fit, 1 - residual²/total, "
