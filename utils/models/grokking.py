@@ -322,7 +322,7 @@ def load_series(path=None) -> tuple[GrokModel, dict[int, GrokModel], dict[str, T
 
 
 # Nanda et al. (2023)'s optimiser settings; 10,000 steps pass memorisation, circuit formation and
-# cleanup (the test loss is below 0.01 from about step 5,750) and then a flat stretch.
+# cleanup (the test loss is below 0.01 from about step 5,500) and then a flat stretch.
 RECIPE = dict(steps=10_000, lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98), train_frac=0.3)
 
 
