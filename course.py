@@ -2,7 +2,7 @@
 """Set up the course in ./.venv, then open it or test it.
 
     python3 course.py lab     # set up, then open JupyterLab on the course index
-    python3 course.py test    # set up, then run the whole test suite (extra args go to pytest)
+    python3 course.py test    # set up, then run the whole test suite on every core (extra args go to pytest)
     python3 course.py setup   # set up only
 
 Uses only the standard library, so it runs on a fresh Python 3.11 or 3.12.
@@ -58,6 +58,14 @@ def setup() -> Path:
     return python
 
 
+def parallel(extra: list[str]) -> list[str]:
+    """pytest-xdist options: one worker per core, a chapter's notebook tests kept together
+    (they share one run), in the order pytest collects them (the slowest chapters first)."""
+    if (os.cpu_count() or 1) < 2 or any(a.startswith(("-n", "--numprocesses")) or a == "no:xdist" for a in extra):
+        return []
+    return ["-n", str(os.cpu_count()), "--dist", "loadgroup", "--no-loadscope-reorder"]
+
+
 def main(argv: list[str]) -> int:
     command, extra = (argv[0], argv[1:]) if argv else ("lab", [])
     if command not in {"lab", "test", "setup"}:
@@ -67,7 +75,7 @@ def main(argv: list[str]) -> int:
     if command == "lab":
         return subprocess.call([str(python), "-m", "jupyter", "lab", "chapters/index.ipynb", *extra], cwd=ROOT)
     if command == "test":
-        return subprocess.call([str(python), "-m", "pytest", *extra], cwd=ROOT)
+        return subprocess.call([str(python), "-m", "pytest", *parallel(extra), *extra], cwd=ROOT)
     print(f"Ready: {python}")
     return 0
 

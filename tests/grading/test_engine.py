@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
+import sys
+import time
 
 import pytest
 import torch
 
 from utils.grading import CheckFailed, check, grade, registry
 from utils.grading.compare import difference
+from utils.grading.registry import Mistake
 
 LAYER_NORM = registry.get("ch1.layer_norm")
 
@@ -58,6 +62,56 @@ def test_learner_code_swallowing_exceptions_still_times_out():
                 pass
 
     assert grade(dataclasses.replace(LAYER_NORM, timeout=0.3), layer_norm).status == "timeout"
+
+
+def test_a_bare_except_around_sleep_cannot_swallow_the_time_limit():
+    def layer_norm(x, w, b, eps=1e-5):
+        while True:
+            try:
+                time.sleep(1)
+            except:  # noqa: E722  (what the learner wrote)
+                pass
+
+    result = grade(dataclasses.replace(LAYER_NORM, timeout=0.3), layer_norm)
+    assert result.status == "timeout" and result.seconds < 5
+
+
+def test_the_time_limit_counts_work_not_waiting_on_a_busy_machine():
+    """A slow wall clock (here: waiting, as under a busy neighbour) is allowed several times the limit."""
+    def layer_norm(x, w, b, eps=1e-5):
+        time.sleep(0.5)
+        return reference(x, w, b, eps)
+
+    assert grade(dataclasses.replace(LAYER_NORM, timeout=0.3), layer_norm).passed
+
+
+def test_time_limit_leaves_no_tracer_or_alarm_behind():
+    def layer_norm(x, w, b, eps=1e-5):
+        while True:
+            try:
+                pass
+            except:  # noqa: E722
+                pass
+
+    grade(dataclasses.replace(LAYER_NORM, timeout=0.2), layer_norm)
+    assert sys.gettrace() is None
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0) and signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
+
+
+def test_a_diagnosis_slower_than_the_time_limit_is_skipped_not_waited_for():
+    def hang(*args):
+        while True:
+            pass
+
+    def layer_norm_grader(check):
+        x, w, b = check.randn(2, 3, 8), check.randn(8), check.randn(8)
+        check.case("slow diagnosis", x, w, b,
+                   mistakes=[Mistake("slow", "never shown", hang), Mistake("zero", "returns zeros", lambda *a: 0 * a[0])])
+
+    ex = dataclasses.replace(LAYER_NORM, timeout=0.3, grader=layer_norm_grader)
+    start = time.perf_counter()
+    result = grade(ex, lambda x, w, b, eps=1e-5: 0 * x)
+    assert result.failure.mistake == "zero" and time.perf_counter() - start < 5
 
 
 def test_in_place_edit_of_an_input_fails_and_names_it():

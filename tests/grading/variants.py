@@ -2,8 +2,10 @@
 
 Each test module under tests/grading/<chapter>/ defines `VARIANTS`: for each
 exercise id, wrong implementations (a mistake learners make) and right ones
-(a natural alternative). The harness in test_graders.py checks that every
-wrong one fails *with its targeted hint* and every right one passes.
+(a natural alternative). Each such module imports `test_variant_is_graded_as_expected` below; conftest.py
+parametrizes it with that module's VARIANTS, so every wrong one must fail *with
+its targeted hint* and every right one pass, and `pytest tests/grading -k <id>`
+runs one exercise's variants.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+
+SUMMARY = {"exercises": 0, "wrong": 0, "caught": 0, "right": 0, "accepted": 0}
 
 
 @dataclass(frozen=True)
@@ -44,3 +48,25 @@ def all_variants() -> dict[str, list[Wrong | Right]]:
             for exercise_id, variants in getattr(module, "VARIANTS", {}).items():
                 found.setdefault(exercise_id, []).extend(variants)
     return found
+
+
+def test_variant_is_graded_as_expected(exercise_id, variant):
+    from utils.grading import grade, registry
+
+    result = grade(registry.get(exercise_id), variant.fn)
+    if isinstance(variant, Right):
+        SUMMARY["right"] += 1
+        assert result.passed, f"a correct alternative was rejected:\n{result.summary()}"
+        SUMMARY["accepted"] += 1
+        return
+    SUMMARY["wrong"] += 1
+    assert not result.passed, f"the mistake '{variant.label}' passed the grader"
+    assert result.status == variant.status, result.summary()
+    failure = result.failure
+    if variant.mistake is not None:
+        assert failure.mistake == variant.mistake, (
+            f"expected the '{variant.mistake}' diagnosis, got {failure.mistake!r}:\n{result.summary()}")
+    if variant.hint_contains is not None:
+        assert variant.hint_contains in failure.hint, result.summary()
+    assert failure.hint or failure.status == "not attempted", "a failure without a hint"
+    SUMMARY["caught"] += 1

@@ -110,9 +110,9 @@ class Checker:
     def _diagnose(self, got, mistakes, inputs, atol, rtol, check_dtype) -> Mistake | None:
         args, kwargs = inputs
         for mistake in mistakes:
-            try:
-                wrong = mistake.output(*fresh(args), **fresh(kwargs))
-            except Exception:  # a diagnosis that doesn't apply to these inputs
+            try:  # the learner waits for this too: no longer than for their own code
+                wrong = guarded_call(mistake.output, fresh(args), fresh(kwargs), timeout=self.exercise.timeout)
+            except (Exception, TimeLimitReached):  # a diagnosis that doesn't apply (or can't in time)
                 continue
             if difference(got, wrong, atol=atol, rtol=rtol, check_dtype=check_dtype) is None:
                 return mistake

@@ -1,7 +1,7 @@
 """Run learner code so that no mistake in it can crash or hang the grader.
 
-Three guards: a time limit (SIGALRM, so an infinite loop becomes a failed
-check), exception capture (reported as the learner's own line, not ours), and
+Three guards: a time limit (CPU time, so an infinite loop becomes a failed
+check, and a busy machine does not), exception capture (reported as the learner's own line, not ours), and
 a snapshot of every input so in-place edits are caught and undone.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -25,25 +26,62 @@ class TimeLimitReached(BaseException):
     """Raised inside learner code by the alarm; a BaseException so `except Exception` can't swallow it."""
 
 
+# A busy neighbour slows the wall clock, not the work: the limit counts the CPU time the
+# process uses, and a wall-clock limit this many times longer catches code that sleeps or
+# waits instead of computing.
+WALL_FACTOR = 4
+RETRY_SECONDS = 0.05  # after the limit: how often to raise again if learner code swallowed it
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the block after `seconds` where the platform allows it (main thread, POSIX)."""
+    """Interrupt the block once it has used `seconds` of CPU time (or `WALL_FACTOR` times that in
+    wall-clock time), where the platform allows it (main thread, POSIX).
+
+    Once the limit is reached, learner code is interrupted at every line it runs, so even a bare
+    `except:` around the loop cannot swallow it for long.
+    """
     usable = (seconds and seconds > 0 and hasattr(signal, "setitimer")
               and threading.current_thread() is threading.main_thread())
     if not usable:
         yield
         return
+    state = {"expired": False, "inside": True}
 
-    def on_alarm(signum, frame):
+    def interrupt_learner_lines(frame, event, arg):
+        if (event in ("line", "call") and state["expired"] and state["inside"]
+                and not _is_ours(frame.f_code.co_filename)):
+            raise TimeLimitReached()
+        return interrupt_learner_lines
+
+    def on_limit(signum, frame):
+        # Raising from a tracer switches tracing off, so each retry installs it again, on the
+        # learner's frames only (those above the grader's own).
+        state["expired"] = True
+        sys.settrace(interrupt_learner_lines)
+        while frame is not None and not _is_ours(frame.f_code.co_filename):
+            frame.f_trace, frame.f_trace_lines = interrupt_learner_lines, True
+            frame = frame.f_back
+        signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
         raise TimeLimitReached()
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = {sig: signal.signal(sig, on_limit) for sig in (signal.SIGALRM, signal.SIGPROF)}
+    signal.setitimer(signal.ITIMER_PROF, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds * WALL_FACTOR)
     try:
         yield
     finally:
+        state["inside"] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        if state["expired"]:
+            sys.settrace(None)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _is_ours(filename: str) -> bool:
+    return filename.startswith(_GRADER_DIRS) or filename == contextlib.__file__
 
 
 def learner_frame(exc: BaseException) -> str:

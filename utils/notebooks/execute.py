@@ -53,12 +53,31 @@ def run_notebook(notebook: nbformat.NotebookNode | str | Path, *, read: dict[str
             except CellExecutionError as error:
                 raise NotebookFailed(f"cell {index} failed:\n{cell.source[:300]}\n---\n{error}") from None
         if read:
-            code = "import json as _json\nprint(_json.dumps({" + ", ".join(
-                f"{name!r}: ({expr})" for name, expr in read.items()) + "}))"
-            probe = nbformat.v4.new_code_cell(code)
+            probe = probe_cell(read)
             nb.cells.append(probe)
             client.execute_cell(probe, len(nb.cells) - 1)
             nb.cells.pop()
-            text = "".join(o.get("text", "") for o in probe.outputs if o.get("output_type") == "stream")
-            values = json.loads(text.strip().splitlines()[-1])
+            values = probed_values(probe)
     return nb, values
+
+
+PROBE_MARKER = "@@PROBE@@"
+
+
+def probe_cell(read: dict[str, str]) -> nbformat.NotebookNode:
+    """A code cell that prints `{name: value}` for each expression, as one JSON line."""
+    code = "import json as _json\nprint(" + repr(PROBE_MARKER) + " + _json.dumps({" + ", ".join(
+        f"{name!r}: ({expr})" for name, expr in read.items()) + "}))"
+    return nbformat.v4.new_code_cell(code, metadata={"course_probe": True})
+
+
+def probed_values(cell: nbformat.NotebookNode) -> dict:
+    """The values a probe cell printed once it has run (anywhere: here, or in nbgrader's kernel)."""
+    errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    if errors:
+        raise NotebookFailed(f"the probe failed: {errors[0].get('ename')}: {errors[0].get('evalue')}")
+    text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+    lines = [line for line in text.splitlines() if line.startswith(PROBE_MARKER)]
+    if not lines:
+        raise NotebookFailed(f"the probe printed nothing it could read: {text[-300:]!r}")
+    return json.loads(lines[-1].removeprefix(PROBE_MARKER))

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from solutions.ch1_transformer_math import build_a_transformer as ref
-from tests.grading.variants import Right, Wrong
+from tests.grading.variants import Right, Wrong, test_variant_is_graded_as_expected  # noqa: F401 (runs VARIANTS)
 
 
 # -- layer_norm ------------------------------------------------------------------------------

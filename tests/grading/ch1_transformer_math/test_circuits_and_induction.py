@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from transformer_lens import FactoredMatrix
 
 from solutions.ch1_transformer_math import circuits_and_induction as ref
-from tests.grading.variants import Right, Wrong
+from tests.grading.variants import Right, Wrong, test_variant_is_graded_as_expected  # noqa: F401 (runs VARIANTS)
 
 # -- correct_token_log_probs ------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import einops
 import numpy as np
 import torch
 
-from tests.grading.variants import Right, Wrong
+from tests.grading.variants import Right, Wrong, test_variant_is_graded_as_expected  # noqa: F401 (runs VARIANTS)
 
 # -- generate_batch ------------------------------------------------------------------------------
 

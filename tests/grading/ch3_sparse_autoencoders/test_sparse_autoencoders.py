@@ -4,7 +4,7 @@ import einops
 import torch
 import torch.nn.functional as F
 
-from tests.grading.variants import Right, Wrong
+from tests.grading.variants import Right, Wrong, test_variant_is_graded_as_expected  # noqa: F401 (runs VARIANTS)
 
 # -- sae_encode ---------------------------------------------------------------------------------
 

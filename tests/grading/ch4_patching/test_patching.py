@@ -6,7 +6,7 @@ import einops
 import torch
 
 from solutions.ch4_patching import patching as ref
-from tests.grading.variants import Right, Wrong
+from tests.grading.variants import Right, Wrong, test_variant_is_graded_as_expected  # noqa: F401 (runs VARIANTS)
 
 # -- logit_diff / normalised_metric ---------------------------------------------------------------
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-import nbformat
 import pytest
 
 from utils.notebooks import pipeline
-from utils.notebooks.execute import run_notebook
+
+pytestmark = pytest.mark.slow
 
 PATH = pipeline.CHAPTERS / "ch1_transformer_math" / "build_a_transformer.ipynb"
 
@@ -39,16 +39,11 @@ READ = {
 }
 
 
-@pytest.fixture(scope="module")
-def executed():
-    nb, values = run_notebook(pipeline.solved_notebook(PATH), read=READ, cwd=PATH.parent)
-    printed = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code"
-                      for o in cell.get("outputs", []) if o.get("output_type") == "stream")
-    return values, printed
+STUBS_READ = {"n_blocks": "len(params['blocks'])"}
 
 
 def test_every_check_passes(executed):
-    _, printed = executed
+    printed = executed.printed
     exercises = pipeline.notebook_exercises(PATH)
     assert len(exercises) >= 10
     for ex_id in exercises:
@@ -56,7 +51,7 @@ def test_every_check_passes(executed):
 
 
 def test_each_piece_matches_the_models_cache(executed):
-    values, _ = executed
+    values = executed.values
     assert values["embed_diff"] == 0.0 and values["resid_pre_diff"] == 0.0
     assert values["ln_diff"] < 1e-5
     assert values["pattern_diff"] < 1e-5 and values["rows_sum_to_one"]
@@ -65,7 +60,7 @@ def test_each_piece_matches_the_models_cache(executed):
 
 
 def test_full_forward_matches_the_model_to_1e_4(executed):
-    values, printed = executed
+    values, printed = executed.values, executed.printed
     assert values["n_text_tokens"] <= values["n_ctx"]
     assert values["max_logit_diff"] < 1e-4
     assert f"max |your logits - model logits| = {values['max_logit_diff']:.2e}" in printed
@@ -74,23 +69,23 @@ def test_full_forward_matches_the_model_to_1e_4(executed):
 
 
 def test_the_scale_demo_shows_what_the_prose_says(executed):
-    values, _ = executed
+    values = executed.values
     assert abs(values["raw_std"] - values["sqrt_d_head"]) < 0.2
     assert abs(values["scaled_std"] - 1.0) < 0.05
 
 
 def test_gelu_new_differs_from_exact_gelu_enough_to_matter(executed):
-    values, _ = executed
+    values = executed.values
     assert 1e-4 < values["gelu_gap"] < 1e-3
 
 
 def test_lower_temperature_sharpens(executed):
-    top1 = executed[0]["temperature_top1"]
+    top1 = executed.values["temperature_top1"]
     assert top1[0] > top1[1] > top1[2]
 
 
 def test_greedy_generation_equals_the_models_and_is_printed(executed):
-    values, printed = executed
+    values, printed = executed.values, executed.printed
     assert values["greedy_matches"]
     assert values["greedy_text"] == values["model_greedy_text"]
     assert values["greedy_text"].startswith(values["prompt"])
@@ -99,7 +94,7 @@ def test_greedy_generation_equals_the_models_and_is_printed(executed):
 
 
 def test_sampled_texts_are_the_ones_printed(executed):
-    values, printed = executed
+    values, printed = executed.values, executed.printed
     samples = values["samples"]
     assert len(samples) == 4 and len(set(samples.values())) > 1
     for setting, text in samples.items():
@@ -107,10 +102,10 @@ def test_sampled_texts_are_the_ones_printed(executed):
         assert f"{setting:18} {text!r}" in printed
 
 
-def test_learner_notebook_runs_up_to_the_first_check():
+def test_learner_notebook_runs_up_to_the_first_check(chapter_run):
     """The stubs notebook runs cleanly until the first exercise's check (which is not attempted yet)."""
-    nb = nbformat.read(PATH, as_version=4)
-    first_check = min(check for _, check in pipeline.exercise_cells(nb, pipeline.notebook_exercises(PATH)).values())
-    nb.cells = nb.cells[:first_check]
-    _, values = run_notebook(nb, read={"n_blocks": "len(params['blocks'])"}, cwd=PATH.parent)
-    assert values["n_blocks"] == 2
+    stubs = chapter_run(PATH.parent.name).stubs[PATH.stem]
+    first_check = min(check for _, check in pipeline.exercise_cells(stubs.nb, pipeline.notebook_exercises(PATH)).values())
+    assert not [i for i, c in enumerate(stubs.nb.cells[:first_check]) if c.cell_type == "code"
+                and any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    assert stubs.values["n_blocks"] == 2

@@ -13,7 +13,6 @@ import math
 import pytest
 
 from utils.notebooks import pipeline
-from utils.notebooks.execute import run_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -68,18 +67,6 @@ READ = {
 }
 
 
-@pytest.fixture(scope="module")
-def executed():
-    nb = pipeline.solved_notebook(PATH)
-    out, values = run_notebook(nb, read=READ, cwd=PATH.parent)
-    return out, values
-
-
-@pytest.fixture(scope="module")
-def values(executed):
-    return executed[1]
-
-
 # -- section 1: the model copies in context ----------------------------------------------------
 
 def test_first_copy_loss_is_the_uniform_guess_and_second_copy_far_below(values):
@@ -92,7 +79,7 @@ def test_first_copy_loss_is_the_uniform_guess_and_second_copy_far_below(values):
 # -- section 2: attention patterns and head scores -----------------------------------------------
 
 def test_circuitsvis_renders_attention_patterns_as_offline_html(executed):
-    nb, _ = executed
+    nb = executed.nb
     html = [o["data"]["text/html"] for c in nb.cells if c.cell_type == "code"
             for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
     renders = [h for h in html if "AttentionPatterns" in h]

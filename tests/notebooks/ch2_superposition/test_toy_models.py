@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from utils.notebooks import pipeline
-from utils.notebooks.execute import run_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -45,13 +44,6 @@ READ = {
     "abs_computed": "abs_computed",
     "abs_neurons": "N_AN",
 }
-
-
-@pytest.fixture(scope="module")
-def values():
-    nb = pipeline.solved_notebook(PATH)
-    _, values = run_notebook(nb, read=READ, cwd=PATH.parent)
-    return values
 
 
 # -- 2-D geometry --------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from utils.notebooks import pipeline
-from utils.notebooks.execute import run_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -36,13 +35,6 @@ READ = {
     "steer": "[share_plain, share_steered, logp_plain, logp_steer]",
     "ablate": "[ablate_on, ablate_off]",
 }
-
-
-@pytest.fixture(scope="module")
-def values():
-    nb = pipeline.solved_notebook(PATH)
-    _, values = run_notebook(nb, read=READ, cwd=PATH.parent)
-    return values
 
 
 # -- toy model -------------------------------------------------------------------------------------

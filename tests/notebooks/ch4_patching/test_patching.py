@@ -48,13 +48,6 @@ READ = {
 }
 
 
-@pytest.fixture(scope="module")
-def values():
-    nb = pipeline.solved_notebook(PATH)
-    _, values = run_notebook(nb, read=READ, cwd=PATH.parent)
-    return values
-
-
 def test_the_model_solves_the_task_and_the_corruption_removes_it(values):
     assert values["accuracy"] >= 0.95
     assert values["clean_ld"] > 3.0

@@ -10,7 +10,6 @@ import pytest
 
 from tests.models.test_grokking import assert_three_phases
 from utils.notebooks import pipeline
-from utils.notebooks.execute import run_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -32,13 +31,6 @@ READ = {
     "phases": "phases", "train_fit_step": "train_fit_step", "test_fit_step": "test_fit_step",
     "test_peak_step": "test_peak_step",
 }
-
-
-@pytest.fixture(scope="module")
-def values():
-    nb = pipeline.solved_notebook(PATH)
-    _, values = run_notebook(nb, read=READ, cwd=PATH.parent)
-    return values
 
 
 def test_shipped_model_has_grokked(values):
