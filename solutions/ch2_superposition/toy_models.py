@@ -104,6 +104,7 @@ def neighbour_angles(
 ) -> Float[Tensor, "inst feat"]:
     """In a 2-D hidden space: going round the circle, the angle in degrees from each feature's
     direction to the next one's (the last gap wraps back to the first), so the gaps sum to 360.
+    The cycle may start at any feature.
 
     A regular pentagon has every gap at 72 degrees.
     """

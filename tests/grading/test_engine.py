@@ -98,6 +98,57 @@ def test_time_limit_leaves_no_tracer_or_alarm_behind():
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0) and signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
 
 
+def test_an_exercise_can_say_what_its_time_limit_means():
+    def layer_norm(x, w, b, eps=1e-5):
+        while True:
+            pass
+
+    ex = dataclasses.replace(LAYER_NORM, timeout=0.2, timeout_hint="Vectorise over the samples.")
+    assert grade(ex, layer_norm).failure.hint == "Vectorise over the samples."
+
+
+@pytest.mark.parametrize("escape", ["sys.exit()", "sys.exit(0)", "exit()", "raise KeyboardInterrupt",
+                                    "raise SystemExit(1)"])
+def test_learner_code_that_exits_or_fakes_ctrl_c_is_a_failed_check_not_an_escape(escape):
+    namespace = {"sys": sys, "exit": sys.exit}
+    exec(f"def layer_norm(x, w, b, eps=1e-5):\n    {escape}", namespace)
+    result = grade(LAYER_NORM, namespace["layer_norm"])
+    assert result.status == "error" and result.failure.hint
+
+
+def test_a_real_ctrl_c_still_stops_the_check():
+    def layer_norm(x, w, b, eps=1e-5):
+        signal.raise_signal(signal.SIGINT)  # what the kernel's interrupt button sends
+        return reference(x, w, b, eps)
+
+    with pytest.raises(KeyboardInterrupt):
+        grade(LAYER_NORM, layer_norm)
+
+
+def test_a_tensor_subclass_that_claims_to_be_close_is_compared_as_a_plain_tensor():
+    class AlwaysClose(torch.Tensor):
+        def allclose(self, *args, **kwargs):
+            return True
+
+        def isclose(self, other, *args, **kwargs):
+            return torch.ones_like(torch.Tensor(self), dtype=torch.bool)
+
+        def __eq__(self, other):
+            return torch.ones_like(torch.Tensor(self), dtype=torch.bool)
+
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            if func in (torch.isclose, torch.allclose, torch.equal, torch.Tensor.__eq__):
+                return True if func in (torch.allclose, torch.equal) else torch.tensor(True).expand(args[0].shape)
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    def layer_norm(x, w, b, eps=1e-5):
+        return torch.zeros_like(x).as_subclass(AlwaysClose)
+
+    result = grade(LAYER_NORM, layer_norm)
+    assert result.status == "failed"
+
+
 def test_a_diagnosis_slower_than_the_time_limit_is_skipped_not_waited_for():
     def hang(*args):
         while True:
@@ -218,3 +269,23 @@ def test_failed_check_in_a_kernel_shows_a_hint_button_and_a_compact_error():
     assert error["output_type"] == "error" and error["ename"] == "CheckFailed"
     assert len(error["traceback"]) == 1 and "checker.py" not in error["traceback"][0]
     assert "expected output[" in error["traceback"][0] and "Hint:" in error["traceback"][0]
+
+
+def test_a_mismatch_shows_where_the_largest_gap_is_not_only_the_first():
+    expected = torch.linspace(-3, 3, 50)
+    got = expected.clone()
+    got[3] += 1e-3   # a small early difference
+    got[40] += 0.18  # the one that matters
+    detail = difference(got, expected, atol=1e-5, rtol=1e-4)
+    assert "largest gap 0.18 at output[40]" in detail
+    assert "output[38:44]" in detail and "2.078" in detail
+
+
+def test_a_function_name_used_by_two_exercises_is_refused_with_a_clear_error():
+    registry.load_all()
+    def test_layer_norm(check):  # noqa: ANN001  (same function name as ch1.layer_norm, another chapter)
+        pass
+    test_layer_norm.__module__ = "utils.grading.ch9_elsewhere.notebook"
+    with pytest.raises(ValueError, match="names must be unique"):
+        registry.exercise()(test_layer_norm)
+    assert "ch9.layer_norm" not in registry.load_all()

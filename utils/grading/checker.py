@@ -19,7 +19,8 @@ import torch
 from .compare import difference
 from .feedback import (PASSED, CheckFailed, LearnerError, LearnerTimeout, NotAttempted, Result)
 from .registry import Exercise, Mistake
-from .safety import TimeLimitReached, changed, fresh, guarded_call, learner_frame, restore, snapshot
+from .safety import (TimeLimitReached, changed, ctrl_c_pressed, fresh, guarded_call, learner_frame,
+                     noticing_ctrl_c, restore, snapshot)
 
 
 class Checker:
@@ -53,10 +54,16 @@ class Checker:
             raise LearnerTimeout(
                 f"your code did not finish within {self.exercise.timeout:g} s",
                 exercise=self.exercise.id, case=case,
-                hint="Look for a loop that never ends, or a loop over every element where one tensor "
-                     "operation would do.") from None
-        except (KeyboardInterrupt, SystemExit):
-            raise
+                hint=self.exercise.timeout_hint or "Look for a loop that never ends, or a loop over every "
+                     "element where one tensor operation would do.") from None
+        except KeyboardInterrupt as exc:
+            if ctrl_c_pressed():
+                raise
+            raise LearnerError(_escape_message(exc), exercise=self.exercise.id, case=case,
+                               hint=_escape_hint(exc)) from None
+        except SystemExit as exc:
+            raise LearnerError(_escape_message(exc), exercise=self.exercise.id, case=case,
+                               hint=_escape_hint(exc)) from None
         except Exception as exc:  # learner code may raise anything
             where = learner_frame(exc)
             raise LearnerError(f"{type(exc).__name__}: {exc}" + (f"\n{where}" if where else ""),
@@ -128,6 +135,18 @@ class Checker:
             return "(an argument)"
 
 
+def _escape_message(exc: BaseException) -> str:
+    name = "sys.exit()" if isinstance(exc, SystemExit) else "KeyboardInterrupt"
+    where = learner_frame(exc)
+    return f"your code raised {name}, which would stop the whole check" + (f"\n{where}" if where else "")
+
+
+def _escape_hint(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return "Return a value (or raise an ordinary exception) instead of calling exit(), quit() or sys.exit()."
+    return "Raise an ordinary exception (e.g. ValueError) instead of KeyboardInterrupt, which means Ctrl-C."
+
+
 def _hint_for_exception(exc: Exception) -> str:
     text = str(exc)
     if isinstance(exc, RuntimeError) and ("size of tensor" in text or "shape" in text or "mat1 and mat2" in text):
@@ -154,7 +173,7 @@ def grade(exercise: Exercise, candidate: Callable, *, device: str | torch.device
     checker = Checker(exercise, candidate, device=device)
     start = time.perf_counter()
     try:
-        with torch.random.fork_rng(devices=[]):
+        with noticing_ctrl_c(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             exercise.grader(checker)
     except CheckFailed as failure:
@@ -162,8 +181,14 @@ def grade(exercise: Exercise, candidate: Callable, *, device: str | torch.device
     except TimeLimitReached:
         failure = LearnerTimeout("the check did not finish in time", exercise=exercise.id)
         return Result(exercise.id, failure.status, checker.cases_passed, time.perf_counter() - start, failure)
-    except (KeyboardInterrupt, SystemExit):
-        raise
+    except KeyboardInterrupt as exc:  # raised by learner code outside check.call (e.g. a returned object's method)
+        if ctrl_c_pressed():
+            raise
+        failure = LearnerError(_escape_message(exc), exercise=exercise.id, hint=_escape_hint(exc))
+        return Result(exercise.id, failure.status, checker.cases_passed, time.perf_counter() - start, failure)
+    except SystemExit as exc:
+        failure = LearnerError(_escape_message(exc), exercise=exercise.id, hint=_escape_hint(exc))
+        return Result(exercise.id, failure.status, checker.cases_passed, time.perf_counter() - start, failure)
     except Exception as exc:  # the grader tripped over an unexpected output (e.g. wrong type deep inside)
         failure = LearnerError(f"grading stopped with {type(exc).__name__}: {exc}", exercise=exercise.id,
                                hint="Check that your function returns what the docstring describes "

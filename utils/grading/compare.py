@@ -1,8 +1,8 @@
 """Compare a learner's output with the expected one and say how they differ.
 
 `difference(got, expected)` returns None when they match, else one short,
-specific sentence (wrong type, shape, dtype, NaNs, or the first differing
-values). Devices are not compared: a CUDA result checked against a CPU
+specific sentence (wrong type, shape, dtype, NaNs, or the values around the
+largest gap). Devices are not compared: a CUDA result checked against a CPU
 reference is moved, not failed.
 """
 
@@ -60,6 +60,7 @@ def _tensor_difference(got: Any, expected: Tensor, *, atol: float, rtol: float, 
     shape = tuple(expected.shape)
     if not isinstance(got, Tensor):
         return f"{path}: expected a torch.Tensor of shape {shape}, got {_kind(got)}"
+    got = plain(got)
     if tuple(got.shape) != shape:
         return f"{path}: expected shape {shape}, got shape {tuple(got.shape)}"
     if check_dtype and got.dtype != expected.dtype:
@@ -79,17 +80,29 @@ def _tensor_difference(got: Any, expected: Tensor, *, atol: float, rtol: float, 
     if bool(close.all()):
         return None
     wrong = ~close
-    first = torch.nonzero(wrong)[0]
     count, total = int(wrong.sum()), wrong.numel()
     message = f"{path}: {count} of {total} values differ"
     if g.is_floating_point():
-        gap = (g - e).abs().masked_fill(~wrong, 0)
-        message += f" (largest gap {float(gap.max()):.3g}; tolerance atol={atol:g}, rtol={rtol:g})"
-    return message + "\n" + _side_by_side(g, e, first, path)
+        gap = (g - e).abs().masked_fill(~wrong, 0).nan_to_num(nan=0.0, posinf=0.0)
+        shown = torch.stack(torch.unravel_index(gap.flatten().argmax(), gap.shape)) if gap.ndim else gap.new_zeros(0)
+        where = f" at {path}{_index(shown)}" if gap.ndim else ""
+        message += (f" (largest gap {float(gap.max()):.3g}{where}; "
+                    f"tolerance atol={atol:g}, rtol={rtol:g})")
+    else:
+        shown = torch.nonzero(wrong)[0] if wrong.ndim else wrong.new_zeros(0)
+    return message + "\n" + _side_by_side(g, e, shown, path)
+
+
+def plain(t: Tensor) -> Tensor:
+    """The same data as a plain torch.Tensor: a subclass's own comparisons are never trusted."""
+    if type(t) is Tensor:
+        return t
+    with torch._C.DisableTorchFunctionSubclass():
+        return Tensor.as_subclass(Tensor.detach(t), Tensor)
 
 
 def _side_by_side(got: Tensor, expected: Tensor, first: Tensor, path: str) -> str:
-    """The row (last axis) around the first wrong value, expected over got."""
+    """The row (last axis) around the value shown (the largest gap), expected over got."""
     if got.ndim == 0:
         return f"  expected {_fmt(expected)}\n  got      {_fmt(got)}"
     row = tuple(int(i) for i in first[:-1])

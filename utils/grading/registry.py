@@ -49,6 +49,7 @@ class Exercise:
     atol: float = 1e-5
     rtol: float = 1e-4
     points: int = 1
+    timeout_hint: str = ""       # what to say when the learner's code runs out of time
     extra: dict = field(default_factory=dict)
 
     @property
@@ -81,7 +82,8 @@ class Exercise:
 
 
 def exercise(*, hints: list[str] | tuple[str, ...] = (), difficulty: int = 1, minutes: int = 10,
-             timeout: float = 10.0, atol: float = 1e-5, rtol: float = 1e-4, points: int = 1) -> Callable:
+             timeout: float = 10.0, atol: float = 1e-5, rtol: float = 1e-4, points: int = 1,
+             timeout_hint: str = "") -> Callable:
     """Register `test_<name>` in `utils/grading/<chapter_dir>/<notebook>.py` as an exercise."""
 
     def register(grader: Callable) -> Callable:
@@ -93,9 +95,12 @@ def exercise(*, hints: list[str] | tuple[str, ...] = (), difficulty: int = 1, mi
         ex = Exercise(id=f"{chapter_dir.split('_')[0]}.{grader.__name__.removeprefix('test_')}",
                       grader=grader, chapter_dir=chapter_dir, notebook_stem=stem, hints=tuple(hints),
                       difficulty=difficulty, minutes=minutes, timeout=timeout, atol=atol, rtol=rtol,
-                      points=points)
+                      points=points, timeout_hint=timeout_hint)
         if ex.id in _EXERCISES and _EXERCISES[ex.id].grader.__module__ != grader.__module__:
             raise ValueError(f"exercise id {ex.id} is defined twice")
+        if clash := next((other for other in _EXERCISES.values() if other.name == ex.name and other.id != ex.id), None):
+            raise ValueError(f"exercise {ex.id} has the function name of {clash.id}: `check({ex.name})` finds an "
+                             f"exercise by its function's name, so names must be unique across the course")
         _EXERCISES[ex.id] = ex
         grader.exercise = ex
         return grader

@@ -80,6 +80,33 @@ def time_limit(seconds: float) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+_ctrl_c = {"pressed": False}
+
+
+@contextlib.contextmanager
+def noticing_ctrl_c() -> Iterator[None]:
+    """Tell a real Ctrl-C (or the kernel's interrupt button) from learner code that raises
+    KeyboardInterrupt itself: only the first should stop a check."""
+    _ctrl_c["pressed"] = False
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum, frame):
+        _ctrl_c["pressed"] = True
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def ctrl_c_pressed() -> bool:
+    return _ctrl_c["pressed"]
+
+
 def _is_ours(filename: str) -> bool:
     return filename.startswith(_GRADER_DIRS) or filename == contextlib.__file__
 

@@ -314,7 +314,12 @@ def _generate(model, tokens, max_new_tokens, temperature=0.0, top_k=None, genera
             logits = model(tokens[:, -1:])[:, -1]
         else:
             logits = model(tokens)[:, -1, :]
-        next_token = ref.sample_next_token(logits, temperature, top_k, generator)
+        if how == "always greedy":
+            next_token = ref.sample_next_token(logits, 0.0)
+        elif how == "ignored top_k":
+            next_token = ref.sample_next_token(logits, temperature, None, generator)
+        else:
+            next_token = ref.sample_next_token(logits, temperature, top_k, generator)
         tokens = torch.cat([tokens, next_token.unsqueeze(1)], dim=1)
     return tokens[:, prompt.shape[1]:] if how == "new only" else tokens
 
@@ -472,6 +477,9 @@ VARIANTS = {
               mistake="one token short"),
         Wrong("fed only the last token", lambda *a, **k: _generate(*a, **k, how="last token only"),
               mistake="last token only"),
+        Wrong("always greedy (temperature ignored)", lambda *a, **k: _generate(*a, **k, how="always greedy"),
+              mistake="always greedy"),
+        Wrong("top_k not passed on", lambda *a, **k: _generate(*a, **k, how="ignored top_k"), mistake="ignored top_k"),
         Right("preallocated output", _generate_prealloc),
         Right("while loop", _generate_while),
     ],

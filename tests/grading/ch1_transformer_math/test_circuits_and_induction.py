@@ -483,6 +483,15 @@ def _baseline_dense_loop(W_A, W_B, n_samples=1000):
     return torch.stack(scores)
 
 
+def _baseline_factored_loop(W_A, W_B, n_samples=1000):
+    scores = []
+    for _ in range(n_samples):
+        A = FactoredMatrix(torch.randn(*W_A.A.shape), torch.randn(*W_A.B.shape))
+        B = FactoredMatrix(torch.randn(*W_B.A.shape), torch.randn(*W_B.B.shape))
+        scores.append(ref.composition_score(A, B))
+    return torch.stack(scores)
+
+
 def _baseline_scaled(W_A, W_B, n_samples=1000):
     """Matching the real matrices' scale changes nothing: the score is scale-free."""
     std = W_A.A.std()
@@ -629,6 +638,7 @@ VARIANTS = {
         Wrong("one random pair, expanded", _baseline_one_draw, hint_contains="Draw new random matrices"),
         Wrong("returned the mean", _baseline_mean, hint_contains="not their mean"),
         Right("loop over dense samples", _baseline_dense_loop),
+        Right("loop over FactoredMatrix samples", _baseline_factored_loop),
         Right("scaled random factors", _baseline_scaled),
     ],
 }

@@ -723,3 +723,89 @@ VARIANTS = {
         Right("loop over values and features", _sfe_loop),
     ],
 }
+
+
+# -- mistakes found by new learners: shared draws, float64, same values, shared or biased coins ----------
+
+
+def _gb_one_draw_per_example(feature_probability, batch_size, n_features, generator=None):
+    n_inst = feature_probability.shape[0]
+    values = torch.rand((batch_size, n_inst, n_features), generator=generator)
+    present = torch.rand((batch_size, n_inst, 1), generator=generator) < feature_probability[:, None]
+    return values * present
+
+
+def _gb_float64(feature_probability, batch_size, n_features, generator=None):
+    shape = (batch_size, feature_probability.shape[0], n_features)
+    values = torch.rand(shape, generator=generator, dtype=torch.float64)
+    present = torch.rand(shape, generator=generator, dtype=torch.float64) < feature_probability[:, None]
+    return torch.where(present, values, 0.0)
+
+
+def _sb_one_draw_per_example(feature_probability, batch_size, n_features, generator=None):
+    n_inst = feature_probability.shape[0]
+    values = 2 * torch.rand((batch_size, n_inst, n_features), generator=generator) - 1
+    present = torch.rand((batch_size, n_inst, 1), generator=generator) < feature_probability[:, None]
+    return values * present
+
+
+def _sb_float64(feature_probability, batch_size, n_features, generator=None):
+    shape = (batch_size, feature_probability.shape[0], n_features)
+    on = torch.rand(shape, generator=generator) < feature_probability[:, None]
+    return ((2 * torch.rand(shape, generator=generator) - 1) * on).double()
+
+
+def _cb_shared_value(feature_probability, batch_size, n_pairs, generator=None):
+    n_inst = feature_probability.shape[0]
+    on = torch.rand((batch_size, n_inst, n_pairs), generator=generator) < feature_probability[:, None]
+    value = torch.rand((batch_size, n_inst, n_pairs), generator=generator) * on
+    return value.repeat_interleave(2, dim=-1)
+
+
+def _ab_one_coin(feature_probability, batch_size, n_pairs, generator=None):
+    n_inst = feature_probability.shape[0]
+    active = torch.rand((batch_size, n_inst, n_pairs), generator=generator) < 2 * feature_probability[:, None]
+    first = torch.rand((batch_size, n_inst, 1), generator=generator) < 0.5
+    on = torch.stack([active & first, active & ~first], -1).flatten(-2)
+    return torch.rand((batch_size, n_inst, 2 * n_pairs), generator=generator) * on
+
+
+def _ab_biased_coin(feature_probability, batch_size, n_pairs, generator=None):
+    n_inst = feature_probability.shape[0]
+    active = torch.rand((batch_size, n_inst, n_pairs), generator=generator) < 2 * feature_probability[:, None]
+    first = torch.rand((batch_size, n_inst, n_pairs), generator=generator) < feature_probability[:, None]
+    on = torch.stack([active & first, active & ~first], -1).flatten(-2)
+    return torch.rand((batch_size, n_inst, 2 * n_pairs), generator=generator) * on
+
+
+def _na_rotated(W):
+    """A correct cycle of gaps that starts at feature 0's direction instead of the smallest angle."""
+    a = torch.rad2deg(torch.atan2(W[:, 1], W[:, 0]))
+    ordered, order = a.sort(-1)
+    gaps = (ordered.roll(-1, dims=-1) - ordered) % 360
+    start = (order == 0).float().argmax(-1)
+    return torch.stack([g.roll(-int(k)) for g, k in zip(gaps, start)])
+
+
+NEW_LEARNER_VARIANTS = {
+    "ch2.generate_batch": [
+        Wrong("one presence draw per example", _gb_one_draw_per_example, mistake="one draw per example"),
+        Wrong("float64 batch", _gb_float64, mistake="not float32"),
+    ],
+    "ch2.signed_batch": [
+        Wrong("one presence draw per example", _sb_one_draw_per_example, mistake="one draw per example"),
+        Wrong("float64 batch", _sb_float64, mistake="not float32"),
+    ],
+    "ch2.correlated_batch": [
+        Wrong("both features of a pair share one value", _cb_shared_value, mistake="pair shares one value"),
+    ],
+    "ch2.anticorrelated_batch": [
+        Wrong("one coin for every pair of an example", _ab_one_coin, mistake="one coin for all pairs"),
+        Wrong("coin biased by p", _ab_biased_coin, mistake="biased coin"),
+    ],
+    "ch2.neighbour_angles": [
+        Right("cycle starting at feature 0", _na_rotated),
+    ],
+}
+for _id, _variants in NEW_LEARNER_VARIANTS.items():
+    VARIANTS[_id] = VARIANTS[_id] + _variants

@@ -192,8 +192,13 @@ def _ev_torch_var(x, x_hat):
 
 
 def _ev_mse_over_var(x, x_hat):
-    # the common "1 - MSE / Var" form; the same when the error has zero mean
+    # the common "1 - MSE / Var" form: the residual is not centred, wrong once the error has a mean
     return 1 - ((x - x_hat) ** 2).sum(dim=(0, 2)) / ((x - x.mean(0)) ** 2).sum(dim=(0, 2))
+
+
+def _ev_centred_by_hand(x, x_hat):
+    r = x - x_hat
+    return 1 - (r - r.mean(0)).pow(2).sum((0, 2)) / (x - x.mean(0)).pow(2).sum((0, 2))
 
 
 # -- feature_recovery ----------------------------------------------------------------------------------
@@ -634,7 +639,8 @@ VARIANTS = {
         Wrong("uncentred Var(x)", _ev_uncentred, mistake="uncentred Var(x)"),
         Wrong("fraction unexplained", _ev_unexplained, mistake="variance not explained"),
         Right("torch.var summed", _ev_torch_var),
-        Right("1 - MSE / Var", _ev_mse_over_var),
+        Wrong("1 - MSE / Var (residual not centred)", _ev_mse_over_var, mistake="uncentred residual"),
+        Right("centred by hand with pow", _ev_centred_by_hand),
     ],
     "ch3.feature_recovery": [
         Wrong("absolute cosine", _fr_abs, mistake="absolute cosine"),

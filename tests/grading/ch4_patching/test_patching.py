@@ -161,6 +161,22 @@ def _head_hook_ignore_pos(act, hook, head, source_cache, pos=None):
     return ref.patch_head_hook(act, hook, head, source_cache)
 
 
+def _head_hook_pattern_key(act, hook, head, source_cache, pos=None):
+    if not hook.name.endswith("hook_pattern") or pos is None:
+        return ref.patch_head_hook(act, hook, head, source_cache, pos)
+    act = act.clone()
+    act[:, head, :, pos] = source_cache[hook.name][:, head, :, pos]
+    return act
+
+
+def _head_hook_pattern_no_pos(act, hook, head, source_cache, pos=None):
+    if not hook.name.endswith("hook_pattern"):
+        return ref.patch_head_hook(act, hook, head, source_cache, pos)
+    act = act.clone()
+    act[:, head] = source_cache[hook.name][:, head]
+    return act
+
+
 def _head_hook_mask(act, hook, head, source_cache, pos=None):
     source = source_cache[hook.name]
     if hook.name.endswith("hook_pattern"):
@@ -440,6 +456,8 @@ VARIANTS = {
         Wrong("every head", _head_hook_all, mistake="all heads"),
         Wrong("pattern on axis 2", _head_hook_axis2, mistake="pattern head axis"),
         Wrong("pos ignored", _head_hook_ignore_pos, mistake="position ignored"),
+        Wrong("pattern patched at the key position", _head_hook_pattern_key, mistake="pattern key position"),
+        Wrong("pos ignored for the pattern only", _head_hook_pattern_no_pos, mistake="position ignored"),
         Right("torch.where with a mask", _head_hook_mask),
     ],
     "ch4.patch_heads": [

@@ -282,6 +282,15 @@ def _ve_numpy(logits, predictors):
     return float(1 - (res ** 2).sum() / ((y - y.mean()) ** 2).sum())
 
 
+def _ve_one_mean(logits, predictors):
+    y = logits.flatten().double()
+    y = y - y.mean()
+    X = predictors.flatten(1).double().T
+    X = X - X.mean()
+    coef = torch.linalg.lstsq(X, y[:, None]).solution
+    return (1 - (y - (X @ coef).flatten()).pow(2).sum() / y.pow(2).sum()).item()
+
+
 def _ve_uncentred(logits, predictors):
     y = logits.flatten().double()
     X = predictors.flatten(1).double().T
@@ -655,6 +664,7 @@ VARIANTS = {
         Wrong("each pair's mean removed", _ve_row_centred, mistake="centred per row"),
         Wrong("no fit", _ve_no_fit, mistake="no fit"),
         Wrong("correlation", _ve_corr, mistake="correlation"),
+        Wrong("one mean over all predictors", _ve_one_mean, mistake="one mean for all predictors"),
     ],
     "ch5.frequency_projector": [
         Right("sum of outer products", _fp_sum),

@@ -659,3 +659,26 @@ def test_generate(check):
     again = check.run(model, tokens, 7, 1.0, None, _generator(check, 3), case=case)
     check.expect(torch.equal(got, again), case=case, message="the same seed gave different continuations",
                  hint="Pass `generator` on to sample_next_token.")
+
+    # the settings must reach the sampler: the first new token's frequencies over many copies of one
+    # prompt follow softmax(logits / T), restricted to the top k when top_k is given
+    prompt = check.randint(9, 1, 3)
+    last = model(prompt)[0, -1].double().cpu()
+    for case, T, top_k in [("temperature 1, 10,000 copies of one prompt", 1.0, None),
+                           ("temperature 1, top_k 2, 10,000 copies of one prompt", 1.0, 2)]:
+        got = check.run(model, prompt.expand(10_000, -1).clone(), 1, T, top_k, _generator(check, 4), case=case)
+        freq = _frequencies(got[:, -1], last.numel())
+        kept = last.masked_fill(last < last.topk(top_k).values[-1], float("-inf")) if top_k else last
+        if _close(freq, (kept / T).softmax(-1)):
+            continue
+        if _close(freq, F.one_hot(last.argmax(), last.numel()).double()):
+            check.expect(False, case=case, mistake="always greedy",
+                         message="every continuation took the most likely token: nothing was sampled",
+                         hint="Pass temperature (and top_k, generator) on to sample_next_token; only temperature "
+                              "0 means greedy.")
+        ignored = top_k is not None and _close(freq, (last / T).softmax(-1))
+        check.expect(False, case=case, mistake="ignored top_k" if ignored else None,
+                     message=f"the first new token's frequencies {[round(p, 3) for p in freq.tolist()]} don't "
+                             f"match the distribution {[round(p, 3) for p in (kept / T).softmax(-1).tolist()]}",
+                     hint="Pass top_k on to sample_next_token: only the k likeliest tokens may be drawn."
+                     if ignored else "Pass temperature, top_k and generator on to sample_next_token unchanged.")

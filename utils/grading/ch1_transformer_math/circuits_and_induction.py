@@ -743,7 +743,11 @@ def _stats(scores) -> tuple[float, float]:
     return scores.mean().item(), scores.std().item()
 
 
-@exercise(difficulty=2, minutes=15, timeout=20.0, hints=[
+@exercise(difficulty=2, minutes=15, timeout=20.0, timeout_hint=(
+    "A loop over the samples is fine if each step is one small FactoredMatrix and one composition_score "
+    "call; anything heavier per sample (SVDs, full d_model x d_model products, Python loops over entries) "
+    "is too slow for thousands of samples. Then draw every sample at once: a leading n_samples axis in "
+    "torch.randn, and one composition_score call on the batch."), hints=[
     "A fair baseline looks like the real matrices in everything but alignment: the same shapes *and* the "
     "same factored form, hence the same rank (d_head).",
     "Draw standard-normal factors shaped like W_A.A, W_A.B, W_B.A and W_B.B with a leading n_samples axis, "

@@ -91,6 +91,35 @@ def _check_shape(check, batch, shape, case):
                          f"{tuple(batch.shape) if isinstance(batch, torch.Tensor) else type(batch).__name__}",
                  hint="The batch is [batch, inst, feat]: one row of features per example and instance.",
                  mistake="wrong shape")
+    check.expect(batch.dtype == torch.float32, case=case,
+                 message=f"expected dtype float32 (the model's weights are float32), got {batch.dtype}",
+                 hint="torch.rand gives float32 by default: drop the dtype=torch.float64 (or .double()), so the "
+                      "batch can be multiplied with the model's weights.", mistake="not float32")
+
+
+def _presence_correlation(on: torch.Tensor) -> float:
+    """The largest mean |correlation| between two features' presence, over instances: about 0 when each
+    feature is drawn on its own, 1 when one draw decides every feature of an example."""
+    worst = 0.0
+    for k in range(on.shape[1]):
+        x = on[:, k].float()
+        x = x - x.mean(0)
+        cov = x.T @ x
+        norm = cov.diagonal().clamp_min(1e-12).sqrt()
+        corr = cov / norm[:, None] / norm[None, :]
+        off = corr[~torch.eye(corr.shape[0], dtype=torch.bool)]
+        if bool((on[:, k].float().mean(0) < 1).all()):  # at p = 1 every feature is always on
+            worst = max(worst, off.abs().mean().item())
+    return worst
+
+
+def _check_independent_features(check, batch, case):
+    corr = _presence_correlation((batch != 0).cpu())
+    check.expect(corr < 0.1, case=case,
+                 message=f"the features of an example are present together far more than chance "
+                         f"(mean |correlation| of presence {corr:.2f}, expected about 0)",
+                 hint="Draw presence separately for every feature, a [batch, inst, feat] tensor of random numbers, "
+                      "not one draw per example shared by all its features.", mistake="one draw per example")
 
 
 # -- the toy model ------------------------------------------------------------------------------
@@ -113,6 +142,7 @@ def test_generate_batch(check):
                  hint="A present feature's value is uniform in [0, 1]: torch.rand, not torch.randn.",
                  mistake="values outside [0, 1]")
     _check_presence(check, batch, _P, case=case)
+    _check_independent_features(check, batch, case)
     nonzero = batch[batch != 0]
     check.expect(abs(nonzero.mean().item() - 0.5) < 0.03 and nonzero.std().item() > 0.25, case=case,
                  message=f"present values have mean {nonzero.mean().item():.3f}, std {nonzero.std().item():.3f}; "
@@ -306,10 +336,27 @@ def test_neighbour_angles(check):
         Mistake("unsorted", "Sort the angles first: neighbours around the circle need not be neighbouring "
                 "feature indices.", _angles_variant("unsorted")),
     ]
-    check.case("5 random features", check.randn(3, 2, 5), mistakes=mistakes)
+
+    def case(name, W):
+        """Any starting feature is right: compare each row of gaps turned to start where the reference's does."""
+        got, expected = check.run(W, case=name), ref.neighbour_angles(W)
+        turned = [Mistake(m.name, m.hint, lambda W, m=m: _rotated_like(m.output(W), expected)) for m in mistakes]
+        check.compare(_rotated_like(got, expected), expected, case=name, inputs=((W,), {}), mistakes=turned)
+
+    case("5 random features", check.randn(3, 2, 5))
     angles = torch.tensor([[0.3, 2.9, 1.1, 4.2], [5.0, 0.1, 3.3, 1.9]]).to(check.device)
     W = torch.stack([angles.cos(), angles.sin()], dim=1) * (1 + check.randn(2, 1, 4).abs())
-    check.case("4 features, shuffled order, different lengths", W, mistakes=mistakes)
+    case("4 features, shuffled order, different lengths", W)
+
+
+def _rotated_like(got, expected):
+    """`got` with each row rolled to best match `expected`'s row (unchanged if it isn't comparable)."""
+    if not (isinstance(got, torch.Tensor) and got.shape == expected.shape and got.ndim == 2
+            and got.is_floating_point()):
+        return got
+    rows = [min((g.roll(-k) for k in range(g.shape[-1])), key=lambda r: float((r - e.to(r)).abs().max()))
+            for g, e in zip(got, expected)]
+    return torch.stack(rows)
 
 
 @exercise(difficulty=1, minutes=5, hints=[
@@ -449,6 +496,13 @@ def test_correlated_batch(check):
                       "decision per pair and repeat it for both features (pairs are features 2k, 2k+1).",
                  mistake="pairs not correlated")
     _check_presence(check, batch, _PAIR_P, case=case)
+    pairs = batch.reshape(4000, 3, 3, 2)
+    both_on = on[..., 0] & on[..., 1]
+    same = (pairs[..., 0] == pairs[..., 1])[both_on].float().mean().item() if bool(both_on.any()) else 0.0
+    check.expect(same < 0.01, case=case,
+                 message=f"in {same:.0%} of the pairs present together, both features have the same value",
+                 hint="The pair shares its presence, not its values: draw a value for every feature "
+                      "([batch, inst, 2 * n_pairs]), not one per pair.", mistake="pair shares one value")
     check.expect(abs(batch[batch != 0].std().item() - 0.2887) < 0.03, case=case,
                  message="present values are not spread uniformly over [0, 1]",
                  hint="Each present feature gets its own uniform value.", mistake="values not uniform")
@@ -483,6 +537,21 @@ def test_anticorrelated_batch(check):
                  hint="The pair must be active with probability 2p, so that each of its two features is present "
                       "with probability p.", mistake="pair active with probability p")
     _check_presence(check, batch, _PAIR_P, case=case)
+    # which feature of an active pair is on: a fair coin, flipped for every pair separately
+    active = on[..., 0] | on[..., 1]
+    first = (on[..., 0].float() * active).sum((0, 2)) / active.float().sum((0, 2)).clamp_min(1)
+    check.expect(bool(((first.cpu() - 0.5).abs() < 0.06).all()), case=case,
+                 message=f"the first feature of an active pair is chosen in {[round(v, 3) for v in first.tolist()]} "
+                         "of cases per instance, expected about 0.5",
+                 hint="Choose which feature of an active pair is present with a *fair* coin (rand < 0.5), "
+                      "whatever p is: p already sets how often the pair is active.", mistake="biased coin")
+    both_active = active[..., 0] & active[..., 1]
+    agree = (on[..., 0, 0] == on[..., 1, 0])[both_active].float().mean().item()
+    check.expect(agree < 0.6, case=case,
+                 message=f"when pairs 0 and 1 are both active, they pick the same side in {agree:.0%} of cases "
+                         "(expected about 50%)",
+                 hint="Flip a separate coin for every pair ([batch, inst, n_pairs]), not one per example.",
+                 mistake="one coin for all pairs")
     _check_generator_use(check, (_PAIR_P.to(check.device), 50, 2), "same generator seed twice")
 
 
@@ -581,6 +650,7 @@ def test_signed_batch(check):
                  hint="Scale and shift rand to the whole of [-1, 1]: 2 * rand - 1, not rand - 0.5.",
                  mistake="values in [-0.5, 0.5]")
     _check_presence(check, batch, _P, case=case)
+    _check_independent_features(check, batch, case)
     _check_generator_use(check, (_P.to(check.device), 50, 4), "same generator seed twice")
 
 

@@ -214,6 +214,15 @@ def test_explained_variance(check):
         Mistake("variance not explained", "Return the fraction *explained*: 1 minus the ratio.",
                 lambda x, y: ((x - y) ** 2).sum(dim=(0, 2)) / ((x - x.mean(0)) ** 2).sum(dim=(0, 2))),
     ])
+    offset = torch.tensor([0.7, -0.4, 0.0, 0.2, 1.0]).to(check.device)
+    check.case("a reconstruction off by a constant", x, x - noise - offset, mistakes=[
+        Mistake("uncentred residual", "Var(x - x_hat) is measured around the residual's own batch mean, as "
+                "Var(x) is around x's: subtract (x - x_hat).mean(0) before squaring (1 - MSE / Var(x) is not the "
+                "same once the error has a mean).",
+                lambda x, y: 1 - ((x - y) ** 2).sum(dim=(0, 2)) / ((x - x.mean(0)) ** 2).sum(dim=(0, 2))),
+        Mistake("uncentred Var(x)", "Var(x) is measured around the batch mean of x: subtract x.mean(0) first.",
+                lambda x, y: 1 - (((x - y) - (x - y).mean(0)) ** 2).sum(dim=(0, 2)) / (x ** 2).sum(dim=(0, 2))),
+    ])
 
 
 def _cos(A, B):

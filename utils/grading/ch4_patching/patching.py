@@ -321,12 +321,14 @@ def test_patch_resid_by_layer_and_pos(check):
 ])
 def test_patch_head_hook(check):
     def variant(act, hook, head, source_cache, pos=None, *, pattern_axis=1, all_heads=False, ignore_pos=False,
-                head_axis=2):
+                head_axis=2, key_pos=False):
         act = act.clone()
         source = source_cache[hook.name]
         positions = slice(None) if pos is None or ignore_pos else pos
         if all_heads:
             act[:, positions] = source[:, positions]
+        elif hook.name.endswith("hook_pattern") and key_pos:
+            act[:, head, :, positions] = source[:, head, :, positions]
         elif hook.name.endswith("hook_pattern"):
             if pattern_axis == 1:
                 act[:, head, positions] = source[:, head, positions]
@@ -346,6 +348,8 @@ def test_patch_head_hook(check):
         Mistake("position ignored", "With `pos` given, patch only that position.", partial(variant, ignore_pos=True)),
         Mistake("head on the position axis", "z is [batch, pos, head, d_head]: the head is the third axis.",
                 partial(variant, head_axis=1)),
+        Mistake("pattern key position", "`pos` is the *query* position: patch the pattern's row for that query, "
+                "pattern[:, head, pos], not the column of a key.", partial(variant, key_pos=True)),
     ]
     z, p = "blocks.0.attn.hook_z", "blocks.1.attn.hook_pattern"
     check.case("z, all positions", check.randn(2, 5, 3, 4), _hook(z), 1, {z: check.randn(2, 5, 3, 4)},
@@ -353,6 +357,8 @@ def test_patch_head_hook(check):
     check.case("z at position 3", check.randn(2, 5, 3, 4), _hook(z), 2, {z: check.randn(2, 5, 3, 4)}, 3,
                mistakes=mistakes)
     check.case("pattern", check.randn(2, 3, 5, 5), _hook(p), 0, {p: check.randn(2, 3, 5, 5)}, mistakes=mistakes)
+    check.case("pattern at query position 2", check.randn(2, 3, 5, 5), _hook(p), 1, {p: check.randn(2, 3, 5, 5)}, 2,
+               mistakes=mistakes)
 
 
 def _heads_variant(*, transpose=False, ignore_activation=False, accumulate=False):

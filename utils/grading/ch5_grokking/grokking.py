@@ -306,12 +306,12 @@ def test_cos_predictors(check):
     "torch.linalg.lstsq(X, y[:, None]).solution gives β; R² = 1 - ((y - X β)²).sum() / (y²).sum() with y centred.",
 ])
 def test_variance_explained(check):
-    def variant(logits, predictors, centre=True, fit=True, per_row=False):
+    def variant(logits, predictors, centre=True, fit=True, per_row=False, one_mean=False):
         y = (logits - logits.mean(dim=1, keepdim=True) if per_row else logits).flatten().double()
         X = predictors.flatten(1).double().T
         if centre:
             y = y - y.mean()
-            X = X - X.mean(dim=0)
+            X = X - (X.mean() if one_mean else X.mean(dim=0))
         if fit:
             coef = torch.linalg.lstsq(X, y[:, None]).solution
             res = y - (X @ coef).flatten()
@@ -336,12 +336,17 @@ def test_variance_explained(check):
                 lambda l, P: variant(l, P, fit=False)),
         Mistake("correlation", "R² is the fraction of variance explained by the fit, 1 - residual²/total, "
                 "not the correlation with the summed predictors.", correlation),
+        Mistake("one mean for all predictors", "Centre each predictor by its own mean (X.mean(dim=0) over the "
+                "p²·p entries, one per predictor), not by one mean over all of them together.",
+                lambda l, P: variant(l, P, one_mean=True)),
     ]
     p = 7
     P = ref.cos_predictors(p, [1, 3])
     logits = 2.0 * P[0] + 0.7 * P[1] + 0.8 * check.randn(p * p, p) + 3.0
     check.case("two frequencies plus noise and an offset", logits, P, mistakes=mistakes)
     check.case("pure noise", check.randn(25, 5) + 1.0, ref.cos_predictors(5, [2]), mistakes=mistakes)
+    shifted = P + torch.tensor([1.5, -2.0]).to(P)[:, None, None]
+    check.case("predictors with means of their own", logits + 0.5 * P[0] ** 2, shifted, mistakes=mistakes)
 
 
 # -- 5. ablations and progress measures -------------------------------------------------------------------
