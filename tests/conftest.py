@@ -1,6 +1,7 @@
-"""Project-wide test set-up: CPU only, offline, and the grader-validation summary."""
+"""Project-wide test set-up: CPU only, offline, xdist groups, and the grader-validation summary."""
 
 import os
+import re
 
 import pytest
 
@@ -43,3 +44,49 @@ def pytest_terminal_summary(terminalreporter):
             f"Grader validation: {SUMMARY['exercises']} exercises; {SUMMARY['wrong']} mistake variants, "
             f"{SUMMARY['caught']} caught with their targeted hint; {SUMMARY['right']} correct alternatives, "
             f"{SUMMARY['accepted']} accepted")
+
+
+# Rough seconds per chapter run (`make bench`, plus the stub submission and ch4's GPT-2 path);
+# only their order matters: the longest start first, so that the workers finish together.
+CHAPTER_SECONDS = {"ch5_grokking": 260, "ch1_transformer_math": 250, "ch3_sparse_autoencoders": 200,
+                   "ch2_superposition": 180, "ch4_patching": 150}
+
+
+def chapter_of(nodeid: str) -> str | None:
+    """The chapter whose one notebook run this test reads (tests/notebooks/conftest.py), if any:
+    tests/notebooks/<chapter>/..., or test_nbgrader.py's tests parametrized by chapter."""
+    path = nodeid.split("::")[0].split("/")
+    if path[:2] == ["tests", "notebooks"] and len(path) == 4 and path[2].startswith("ch"):
+        return path[2]
+    if path == ["tests", "notebooks", "test_nbgrader.py"] and (m := re.search(r"\[(ch\d+_\w+)\]$", nodeid)):
+        return m.group(1)
+    return None
+
+
+def xdist_scope(nodeid: str) -> str:
+    """What one xdist worker runs together: a chapter's notebook tests (they share its one run), or a
+    module (so that its module-scoped fixtures are built once, not once per worker)."""
+    return chapter_of(nodeid) or nodeid.split("::")[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup`, grouped by `xdist_scope` (xdist's own xdist_group marks are lost on pytest 9)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ChapterScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    return ChapterScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest chapters first (xdist hands out work units in this order: see course.py)."""
+    def order(item):
+        chapter = chapter_of(item.nodeid)
+        return (0, -CHAPTER_SECONDS.get(chapter, 0)) if chapter else (1, 0)
+
+    items.sort(key=order)

@@ -12,7 +12,7 @@ and every test reads what it needs from that one run:
   `STUBS_READ` does the same for the stubs submission (`chapter_run(...).stubs`).
 
 Tests of one chapter share a process: under pytest-xdist they form one group
-(`--dist loadgroup`), so the chapter still runs only once.
+(`--dist loadgroup` with the scheduler in tests/conftest.py), so the chapter still runs only once.
 """
 
 from __future__ import annotations
@@ -154,30 +154,3 @@ def executed(request, chapter_run) -> Executed:
 @pytest.fixture(scope="module")
 def values(executed) -> dict:
     return executed.values
-
-
-# Rough seconds per chapter run (`make bench`, plus the stubs and ch4's GPT-2 path); only
-# their order matters: the longest start first, so the workers finish together.
-CHAPTER_SECONDS = {"ch5_grokking": 260, "ch1_transformer_math": 250, "ch3_sparse_autoencoders": 200,
-                   "ch2_superposition": 180, "ch4_patching": 150}
-
-
-def chapter_of(item) -> str | None:
-    path = Path(item.fspath)
-    if path.parent.parent == Path(__file__).parent and path.parent.name in CHAPTERS:
-        return path.parent.name
-    chapter = getattr(item, "callspec", None) and item.callspec.params.get("chapter")
-    return chapter if chapter in CHAPTERS else None
-
-
-def pytest_collection_modifyitems(config, items):
-    """One xdist group per chapter (its tests share its one run), the longest chapters first."""
-    for item in items:
-        if chapter := chapter_of(item):
-            item.add_marker(pytest.mark.xdist_group(chapter))
-
-    def order(item):
-        chapter = chapter_of(item)
-        return (0, -CHAPTER_SECONDS.get(chapter, 0)) if chapter else (1, 0)
-
-    items.sort(key=order)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.notebooks.conftest import CHAPTERS
+from utils.notebooks import pipeline
+
+CHAPTERS = sorted({p.parent.name for p in pipeline.learner_notebooks()})
 
 pytestmark = pytest.mark.slow
 

@@ -273,7 +273,7 @@ def _dl_max(acts):
 
 
 def _rs(x, x_hat, dead, W_enc, b_enc, W_dec, generator, *, weights="squared", enc_scale="live", keep_live=True,
-        use_gen=True, dec_from="x", bias=0.0):
+        use_gen=True, dec_from="x", bias=0.0, normalise_dec=True):
     W_enc, b_enc, W_dec = W_enc.clone(), b_enc.clone(), W_dec.clone()
     for k in range(dead.shape[0]):
         idx = torch.where(dead[k])[0]
@@ -293,10 +293,14 @@ def _rs(x, x_hat, dead, W_enc, b_enc, W_dec, generator, *, weights="squared", en
             scale = 0.2
         if not keep_live:
             W_dec[k] = W_dec[k] / W_dec[k].norm(dim=0) * 0.9
-        W_dec[k, :, idx] = v.T
+        W_dec[k, :, idx] = v.T if normalise_dec else x[pick, k].T
         W_enc[k, :, idx] = v.T * scale
         b_enc[k, idx] = bias
     return W_enc, b_enc, W_dec
+
+
+def _rs_unnormalised_decoder(*a):
+    return _rs(*a, normalise_dec=False)
 
 
 def _rs_uniform(*a):
@@ -668,6 +672,7 @@ VARIANTS = {
         Wrong("renormalises live columns", _rs_touch_live, mistake="live latents changed"),
         Wrong("decoder from the error vector", _rs_error_direction, mistake="decoder column not an input"),
         Wrong("encoder bias kept", _rs_bias_kept, mistake="encoder bias not reset"),
+        Wrong("decoder column not divided by its norm", _rs_unnormalised_decoder, mistake="decoder column not normalised"),
         Right("boolean masks", _rs_vectorised),
     ],
     "ch3.topk_activations": [

@@ -256,7 +256,7 @@ def _dn(model, clean_tokens, corrupted_tokens, metric, *, swap=False, one_cache=
 
 
 def _path(model, corrupted_tokens, clean_cache, corrupted_cache, sender, receivers, receiver_input, metric, *,
-          freeze=True, keep_sender_clean=True, only_receiver_heads=True):
+          freeze=True, keep_sender_clean=True, only_receiver_heads=True, match_hook_name=False):
     store = {}
     hooks = []
     for layer in range(model.cfg.n_layers):
@@ -279,6 +279,8 @@ def _path(model, corrupted_tokens, clean_cache, corrupted_cache, sender, receive
         heads = [h for l, h in receivers if l == layer]
 
         def r_hook(act, hook, rname=rname, heads=heads):
+            if match_hook_name and hook.name != rname:  # the bridge's hook.name is the canonical one
+                return act
             if not only_receiver_heads:
                 return store[rname]
             act = act.clone()
@@ -482,7 +484,9 @@ VARIANTS = {
     ],
     "ch4.path_patch": [
         Wrong("nothing frozen", partial(_path, freeze=False), mistake="other heads not frozen"),
-        Wrong("sender frozen as well", partial(_path, keep_sender_clean=False), mistake="sender frozen too"),
+        Wrong("sender frozen as well", partial(_path, keep_sender_clean=False), mistake="patched nothing"),
+        Wrong("receivers matched by hook.name (an alias)", partial(_path, match_hook_name=True),
+              mistake="patched nothing"),
         Wrong("patched whole receiver layer", partial(_path, only_receiver_heads=False),
               mistake="whole receiver layer"),
         Right("closures", _path),

@@ -322,6 +322,12 @@ def test_resample_dead_latents(check):
                  message="a live latent's parameters changed", mistake="live latents changed",
                  hint="Only the dead latents are re-initialised; copy the live ones unchanged.")
     dirs = new_dec[0][:, dead[0]]                                              # [d_in, n_dead]
+    norms = dirs.norm(dim=0)
+    check.expect(bool(((norms - 1).abs() < 1e-4).all()), case=case,
+                 message=f"new decoder columns have norms from {norms.min().item():.3g} to {norms.max().item():.3g}, "
+                         "expected 1", mistake="decoder column not normalised",
+                 hint="Divide the chosen input by its norm before writing it into W_dec: decoder columns are unit "
+                      "vectors (the encoder column is then 0.2 x the mean live encoder norm times that unit vector).")
     units = _unit_columns(x[:, 0].T.unsqueeze(0))[0]                           # [d_in, batch]
     match = (dirs.T @ units).max(dim=-1)                                       # best input per new column
     check.expect(bool((match.values > 1 - 1e-4).all()), case=case,

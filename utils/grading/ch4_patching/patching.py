@@ -512,8 +512,12 @@ def test_path_patch(check):
         Mistake("other heads not frozen", "Freeze every other head's z at its corrupted value in run 1: "
                 "otherwise the sender's effect reaches the receiver through intermediate heads too.",
                 _path_variant(freeze_others=False)),
-        Mistake("sender frozen too", "The sender must get its *clean* z in run 1; only the other heads are "
-                "frozen at corrupted.", _path_variant(freeze_sender=True)),
+        Mistake("patched nothing", "Your result is the plain corrupted run's: nothing reached the receivers. "
+                "Most often run 2's hook never matched: the bridge passes hooks their *canonical* name (e.g. "
+                "`blocks.2.attn.q.hook_out`, not `blocks.2.attn.hook_q`), so comparing `hook.name` with a name you "
+                "built fails silently; give each hook function the name you registered it under "
+                "(functools.partial). Otherwise check that run 1 gives the sender its *clean* z.",
+                lambda model, corrupted_tokens, *args: args[-1](_plain_logits(model, corrupted_tokens))),
         Mistake("whole receiver layer", "Patch only the receiver heads' slice of q/k/v in run 2, not every head "
                 "in their layer.", _path_variant(whole_layer=True)),
     ]
@@ -522,6 +526,11 @@ def test_path_patch(check):
                [(2, 0)], "q", metric, mistakes=mistakes)
     check.case("sender 0.0 -> receivers 2.1 values", model, corrupted, clean_cache, corrupted_cache, (0, 0),
                [(2, 1)], "v", metric, mistakes=mistakes)
+
+
+def _plain_logits(model, tokens):
+    with torch.no_grad():
+        return model(tokens)
 
 
 def _direct_variant(*, sign=1.0, full=False, clean_only=False):
