@@ -44,6 +44,9 @@ def pytest_terminal_summary(terminalreporter):
             f"Grader validation: {SUMMARY['exercises']} exercises; {SUMMARY['wrong']} mistake variants, "
             f"{SUMMARY['caught']} caught with their targeted hint; {SUMMARY['right']} correct alternatives, "
             f"{SUMMARY['accepted']} accepted")
+        chapters = sorted({key.split()[1] for key in SUMMARY if key.startswith("wrong ")})
+        terminalreporter.write_line("Targeted hint, per chapter: " + ", ".join(
+            f"{c} {SUMMARY[f'caught {c}']}/{SUMMARY[f'wrong {c}']}" for c in chapters))
 
 
 # Rough seconds per chapter run (`make bench`, plus the stub submission and ch4's GPT-2 path);

@@ -65,7 +65,10 @@ def apply_causal_mask(
     scores: Float[Tensor, "batch n_heads query_pos key_pos"],
 ) -> Float[Tensor, "batch n_heads query_pos key_pos"]:
     """Set the score of every key that comes *after* its query to -inf, so that the softmax gives it
-    zero weight: a position may read itself and the past, never the future it is trying to predict."""
+    zero weight: a position may read itself and the past, never the future it is trying to predict.
+
+    Return a new tensor; don't edit `scores`.
+    """
     n_query, n_key = scores.shape[-2:]
     future = torch.triu(torch.ones(n_query, n_key, dtype=torch.bool, device=scores.device), diagonal=1)
     return scores.masked_fill(future, float("-inf"))
@@ -86,8 +89,12 @@ def attention_output(
     W_O: Float[Tensor, "n_heads d_head d_model"],
     b_O: Float[Tensor, "d_model"],
 ) -> Float[Tensor, "batch pos d_model"]:
-    """Each head moves a weighted average of the values to each query position (z), maps it back to the
-    residual stream with W_O, and the heads' outputs are summed; b_O is added once."""
+    """Mix the values with the pattern in every head, map each head's result to d_model with W_O,
+    sum over heads and add b_O once.
+
+    Each head moves a weighted average of the values to each query position (z); W_O maps it back
+    to the residual stream, where the heads' outputs add up.
+    """
     v = einops.einsum(x, W_V, "batch pos d_model, n_heads d_model d_head -> batch pos n_heads d_head") + b_V
     z = einops.einsum(pattern, v, "batch n_heads query_pos key_pos, batch key_pos n_heads d_head "
                                   "-> batch query_pos n_heads d_head")
@@ -98,7 +105,7 @@ def attention_output(
 def gelu_new(
     x: Float[Tensor, "..."],
 ) -> Float[Tensor, "..."]:
-    """GPT-2's GELU: the tanh approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    """GPT-2's GELU, elementwise: the tanh approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
 
 
@@ -119,11 +126,11 @@ def transformer_block(
     block: dict[str, Tensor],
     eps: float = 1e-5,
 ) -> Float[Tensor, "batch pos d_model"]:
-    """One pre-LayerNorm GPT-2 block: attention, then the MLP, each reading a normalised copy of the
-    residual stream and *adding* its output back to it.
+    """One pre-LayerNorm GPT-2 block: resid + attention(ln1(resid)), then that plus mlp(ln2(...)).
 
-    `block` holds the layer's weights under the keys ln1_w, ln1_b, W_Q, b_Q, W_K, b_K, W_V, b_V, W_O, b_O,
-    ln2_w, ln2_b, W_in, b_in, W_out, b_out.
+    Attention and the MLP each read a normalised copy of the residual stream and *add* their output
+    back to it. `block` holds the layer's weights under the keys ln1_w, ln1_b, W_Q, b_Q, W_K, b_K,
+    W_V, b_V, W_O, b_O, ln2_w, ln2_b, W_in, b_in, W_out, b_out.
     """
     x = layer_norm(resid, block["ln1_w"], block["ln1_b"], eps)
     pattern = attention_pattern(attention_scores(x, block["W_Q"], block["b_Q"], block["W_K"], block["b_K"]))
@@ -146,7 +153,7 @@ def forward(
     params: dict,
     eps: float = 1e-5,
 ) -> Float[Tensor, "batch pos d_vocab"]:
-    """The whole model: embed tokens and positions, run every block in order, normalise, unembed.
+    """The whole model: embed + pos_embed, every block in order, the final LayerNorm, unembed.
 
     `params` holds W_E, W_pos, blocks (a list of dicts, one per layer, as transformer_block takes),
     ln_final_w, ln_final_b, W_U and b_U.
@@ -166,8 +173,8 @@ def sample_next_token(
 ) -> Int[Tensor, "batch"]:
     """One next token per sequence from its final-position logits.
 
-    temperature 0 means greedy (the argmax); otherwise sample from softmax(logits / temperature),
-    keeping only the `top_k` largest logits when top_k is given. Randomness comes from `generator`.
+    The argmax if temperature is 0 (greedy); otherwise a sample from softmax(logits / temperature),
+    restricted to the `top_k` largest logits when top_k is given. Randomness comes from `generator`.
     """
     if temperature == 0:
         return logits.argmax(dim=-1)
@@ -187,8 +194,12 @@ def generate(
     top_k: int | None = None,
     generator: torch.Generator | None = None,
 ) -> Int[Tensor, "batch pos_plus_new"]:
-    """Extend `tokens` one token at a time: run the model, sample from the last position's logits,
-    append, repeat. `model` is anything that maps tokens to logits [batch pos d_vocab]."""
+    """Append max_new_tokens tokens, one at a time, each sampled (with sample_next_token and the
+    given temperature, top_k and generator) from the model's last-position logits; return the prompt
+    followed by the new tokens.
+
+    `model` is anything that maps tokens to logits [batch pos d_vocab].
+    """
     for _ in range(max_new_tokens):
         logits = model(tokens)[:, -1]
         next_token = sample_next_token(logits, temperature, top_k, generator)

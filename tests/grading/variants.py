@@ -13,9 +13,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass
 
-SUMMARY = {"exercises": 0, "wrong": 0, "caught": 0, "right": 0, "accepted": 0}
+# Counts for the closing summary line (tests/conftest.py); "caught <chapter>" is per chapter.
+SUMMARY: Counter = Counter()
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,9 @@ def test_variant_is_graded_as_expected(exercise_id, variant):
         assert result.passed, f"a correct alternative was rejected:\n{result.summary()}"
         SUMMARY["accepted"] += 1
         return
+    chapter = exercise_id.split(".")[0]
     SUMMARY["wrong"] += 1
+    SUMMARY[f"wrong {chapter}"] += 1
     assert not result.passed, f"the mistake '{variant.label}' passed the grader"
     assert result.status == variant.status, result.summary()
     failure = result.failure
@@ -70,3 +74,4 @@ def test_variant_is_graded_as_expected(exercise_id, variant):
         assert variant.hint_contains in failure.hint, result.summary()
     assert failure.hint or failure.status == "not attempted", "a failure without a hint"
     SUMMARY["caught"] += 1
+    SUMMARY[f"caught {chapter}"] += 1

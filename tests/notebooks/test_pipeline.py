@@ -57,6 +57,8 @@ def test_stubs_raise_not_implemented_and_match_the_reference_signature(path):
         ref_params = list(inspect.signature(exercises[ex_id].reference).parameters)
         assert stub_params == ref_params, f"{ex_id}: stub {stub_params} vs reference {ref_params}"
         assert ast.get_docstring(func), f"{ex_id}: the stub needs a docstring saying what to return"
+        reference_doc = inspect.getdoc(exercises[ex_id].reference)
+        assert ast.get_docstring(func) == reference_doc, f"{ex_id}: the stub's docstring is not the reference's"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

@@ -31,7 +31,7 @@ def check(fn: Callable, exercise_id: str | None = None) -> None:
     if result.passed:
         print(result.summary())
         return
-    _hints.show_hints(ex)
+    _hints.show_hints(ex, already_shown=result.failure.hint)
     raise result.failure.with_traceback(None)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .compare import difference
+from .compare import difference, generic_diagnosis
 from .feedback import (PASSED, CheckFailed, LearnerError, LearnerTimeout, NotAttempted, Result)
 from .registry import Exercise, Mistake
 from .safety import (TimeLimitReached, changed, ctrl_c_pressed, fresh, guarded_call, learner_frame,
@@ -104,6 +104,8 @@ class Checker:
             self.cases_passed += 1
             return
         mistake = self._diagnose(got, mistakes, inputs, atol, rtol, check_dtype) if inputs else None
+        if mistake is None and (generic := generic_diagnosis(got, expected)):
+            mistake = Mistake(generic[0], f"{generic[1]} {hint}".strip(), output=lambda *a, **k: None)
         raise CheckFailed(detail, exercise=self.exercise.id, case=case,
                           hint=mistake.hint if mistake else hint,
                           mistake=mistake.name if mistake else None)

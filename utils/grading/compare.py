@@ -155,3 +155,52 @@ def _kind(x: Any) -> str:
 def _short(x: Any) -> str:
     text = repr(x)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# -- naming a mistake no grader foresaw --------------------------------------------------------------
+
+
+def generic_diagnosis(got: Any, expected: Any) -> tuple[str, str] | None:
+    """(name, hint) when a wrong tensor is the expected one transformed in a way learners often
+    introduce (sign, a constant factor or offset, swapped axes, a shift by one), else None."""
+    if not (isinstance(got, Tensor) and isinstance(expected, Tensor)) or expected.numel() < 2:
+        return None
+    g, e = plain(got).detach().cpu(), expected.detach().cpu()
+    if not (g.is_floating_point() and e.is_floating_point()):
+        return None
+    g, e = g.double(), e.double()
+    if g.shape != e.shape:
+        if sorted(g.shape) == sorted(e.shape) and g.ndim > 1:
+            return ("axes in another order", f"Your output has the expected axes in another order "
+                    f"({tuple(g.shape)} instead of {tuple(e.shape)}): check the output side of your einsum or "
+                    "rearrange pattern, or a transpose.")
+        return None
+    if not (torch.isfinite(g).all() and torch.isfinite(e).all()) or float(e.abs().max()) == 0:
+        return None
+    scale = float(e.abs().max())
+
+    def near(a: Tensor, b: Tensor) -> bool:
+        return bool(torch.allclose(a, b, atol=1e-4 * scale, rtol=1e-3))
+
+    if near(g, -e):
+        return ("sign flipped", "Your output is the expected one with the opposite sign: check the order of a "
+                "subtraction, or a missing minus.")
+    factor = float((g * e).sum() / (e * e).sum())
+    if abs(factor - 1) > 1e-3 and abs(factor) > 1e-6 and near(g, factor * e):
+        return ("off by a constant factor", f"Your output is the expected one times {factor:.4g}: a missing or extra "
+                "scale (a division by sqrt(d) or by a count, a sum where a mean is meant, a temperature, a "
+                "normalisation)?")
+    offset = float((g - e).mean())
+    if abs(offset) > 1e-4 * scale and near(g, e + offset):
+        return ("off by a constant", f"Your output is the expected one plus {offset:.4g} everywhere: a missing or "
+                "extra bias, or a mean subtracted (or not) where it should not (or should) be?")
+    if e.ndim >= 2 and e.shape[-1] == e.shape[-2] and near(g, e.transpose(-1, -2)):
+        return ("last two axes swapped", "Your output is the expected one transposed in its last two axes: "
+                "check which axis is which (e.g. query vs key, rows vs columns).")
+    if e.shape[-1] > 2:
+        for shift in (1, -1):
+            a, b = (g[..., shift:], e[..., :-shift]) if shift > 0 else (g[..., :shift], e[..., -shift:])
+            if near(a, b) and not near(g, e):
+                return ("shifted by one position", "Your values are right but shifted by one place along the "
+                        "last axis: an off-by-one in an index, a slice or a mask's diagonal?")
+    return None

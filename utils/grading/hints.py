@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import html
 
 from .registry import Exercise
@@ -16,41 +17,66 @@ def in_notebook() -> bool:
     return shell is not None and hasattr(shell, "kernel")
 
 
-def hint_widget(exercise: Exercise):
-    """A button that reveals the exercise's hints in order, one per click."""
+def fresh_hints(exercise: Exercise, already_shown: str = "") -> list[str]:
+    """The exercise's hints, less any that says what the failure's own hint already said."""
+    def same(a: str, b: str) -> bool:
+        return bool(a and b) and difflib.SequenceMatcher(None, a.lower(), b.lower()).ratio() > 0.75
+    return [h for h in exercise.hints if not same(h, already_shown)]
+
+
+def hint_widget(hints: list[str]):
+    """A button that reveals `hints` in order, one per click."""
     import ipywidgets as widgets
 
     shown = widgets.HTML()
-    button = widgets.Button(description=f"Show hint 1 of {len(exercise.hints)}", icon="lightbulb-o",
+    button = widgets.Button(description=f"Show hint 1 of {len(hints)}", icon="lightbulb-o",
                             layout=widgets.Layout(width="auto"))
     revealed: list[str] = []
 
     def reveal(_=None) -> None:
-        if len(revealed) < len(exercise.hints):
-            revealed.append(exercise.hints[len(revealed)])
+        if len(revealed) < len(hints):
+            revealed.append(hints[len(revealed)])
         items = "".join(f"<li>{html.escape(h)}</li>" for h in revealed)
         shown.value = f"<ol style='margin:0.2em 0'>{items}</ol>"
-        if len(revealed) == len(exercise.hints):
+        if len(revealed) == len(hints):
             button.description, button.disabled = "No more hints", True
         else:
-            button.description = f"Show hint {len(revealed) + 1} of {len(exercise.hints)}"
+            button.description = f"Show hint {len(revealed) + 1} of {len(hints)}"
 
     button.on_click(reveal)
     return widgets.VBox([button, shown])
 
 
-def show_hints(exercise: Exercise) -> None:
-    """Offer the exercise's hints: a widget in Jupyter, a pointer elsewhere."""
-    if not exercise.hints:
+def show_hints(exercise: Exercise, already_shown: str = "") -> None:
+    """Offer the exercise's hints under the failure message: a widget in Jupyter, a pointer elsewhere.
+
+    The failure is raised after this call, so in a kernel the widget waits for the end of the cell
+    (IPython's post_run_cell event) and appears below the error, not above it."""
+    hints = fresh_hints(exercise, already_shown)
+    if not hints:
         return
     if in_notebook():
-        from IPython.display import display
         try:
-            display(hint_widget(exercise))
-            return
+            widget = hint_widget(hints)
         except ImportError:
-            pass
+            widget = None
+        if widget is not None:
+            _display_after_this_cell(widget)
+            return
     print(f"Stuck? hint({exercise.id!r}) prints the next of {len(exercise.hints)} hints.")
+
+
+def _display_after_this_cell(widget) -> None:
+    from IPython import get_ipython
+    from IPython.display import display
+
+    shell = get_ipython()
+
+    def once(*_):
+        shell.events.unregister("post_run_cell", once)
+        display(widget)
+
+    shell.events.register("post_run_cell", once)
 
 
 _next_hint: dict[str, int] = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -122,7 +123,27 @@ def _order(ex: Exercise) -> tuple:
     return ex.chapter_dir, ex.notebook_stem, ex.grader.__code__.co_firstlineno
 
 
+def _load_modules(names: list[str]) -> None:
+    for name in names:
+        importlib.import_module(name)
+
+
+def _grader_modules(chapter: str = "ch") -> list[str]:
+    """Grader module names (utils.grading.<chapter_dir>.<notebook>) of chapters whose id starts so."""
+    found = []
+    for path in sorted((ROOT / "utils" / "grading").glob("ch*/*.py")):
+        chapter_dir = path.parent.name
+        if path.name != "__init__.py" and (chapter_dir.split("_")[0] == chapter or chapter == "ch"):
+            found.append(f"utils.grading.{chapter_dir}.{path.stem}")
+    return found
+
+
 def get(exercise_id: str) -> Exercise:
+    if exercise_id in _EXERCISES:
+        return _EXERCISES[exercise_id]
+    _load_modules(_grader_modules(exercise_id.split(".", 1)[0]))  # just the exercise's chapter: a fast first check
+    if exercise_id in _EXERCISES:
+        return _EXERCISES[exercise_id]
     exercises = load_all()
     if exercise_id in exercises:
         return exercises[exercise_id]
@@ -131,8 +152,17 @@ def get(exercise_id: str) -> Exercise:
 
 
 def for_function(name: str) -> Exercise:
-    """The exercise whose function is called `name` (names are unique across the course)."""
-    matches = [ex for ex in load_all().values() if ex.name == name]
+    """The exercise whose function is called `name` (names are unique across the course).
+
+    Only the grader module that defines `test_<name>` is imported (found by reading the sources),
+    so a learner's first check does not wait for every chapter's graders."""
+    if not any(ex.name == name for ex in _EXERCISES.values()):
+        pattern = re.compile(rf"^def test_{re.escape(name)}\(", flags=re.MULTILINE)
+        _load_modules([module for module in _grader_modules()
+                       if pattern.search((ROOT / (module.replace(".", "/") + ".py")).read_text())])
+    matches = [ex for ex in _EXERCISES.values() if ex.name == name]
+    if len(matches) != 1:
+        matches = [ex for ex in load_all().values() if ex.name == name]
     if len(matches) == 1:
         return matches[0]
     names = [ex.name for ex in load_all().values()]

@@ -5,7 +5,8 @@ A learner notebook (chapters/<chapter>/<stem>.ipynb) holds prose, stubs and
 hold the only copy of each answer. From the two:
 
 - `sync`   keeps each learner notebook's title badge, Colab cell, exercise
-           line and nbgrader metadata consistent with the registry;
+           line, stubs (the reference's signature and docstring) and nbgrader
+           metadata consistent with the registry and the solutions;
 - `solved_notebook` swaps every stub for its reference source;
 - `nbgrader_notebook` does the same with the body between nbgrader's
            `### BEGIN SOLUTION` / `### END SOLUTION` markers.
@@ -134,6 +135,7 @@ def synced(path: Path) -> nbformat.NotebookNode:
             raise ValueError(f"{path}: the cell before {ex.name}'s stub must be markdown (the exercise's goal)")
         body = [line for line in intro.source.rstrip().splitlines() if not EXERCISE_LINE.match(line)]
         intro.source = "\n".join(body).rstrip() + "\n\n" + exercise_line(ex)
+        nb.cells[stub].source = stub_source(ex)
         nb.cells[stub].metadata["nbgrader"] = _nbgrader_meta(f"{grade_id(ex_id)}-solution", solution=True)
         nb.cells[checker].metadata["nbgrader"] = _nbgrader_meta(grade_id(ex_id), grade=True, points=ex.points)
     for cell in nb.cells:
@@ -172,19 +174,30 @@ def is_synced(path: Path) -> bool:
 
 # -- solved and nbgrader notebooks ------------------------------------------------------
 
-def reference_source(ex: Exercise, *, nbgrader_markers: bool = False) -> str:
-    """The reference's source; with markers, its body wrapped for nbgrader (docstring kept)."""
+def _split_reference(ex: Exercise) -> tuple[list[str], list[str], str]:
+    """The reference's lines up to its docstring (signature and docstring), its body, and the body's indent."""
     source = textwrap.dedent(inspect.getsource(ex.reference))
-    if not nbgrader_markers:
-        return source.rstrip()
     lines = source.rstrip().splitlines()
-    func = ast.parse(source).body[0]
-    first = func.body[0]
+    first = ast.parse(source).body[0].body[0]
     has_doc = isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
         and isinstance(first.value.value, str)
     start = first.end_lineno if has_doc else first.lineno - 1  # 0-based index of the first body line
     indent = re.match(r"\s*", lines[start]).group(0) or "    "
-    return "\n".join([*lines[:start], f"{indent}### BEGIN SOLUTION", *lines[start:], f"{indent}### END SOLUTION"])
+    return lines[:start], lines[start:], indent
+
+
+def reference_source(ex: Exercise, *, nbgrader_markers: bool = False) -> str:
+    """The reference's source; with markers, its body wrapped for nbgrader (docstring kept)."""
+    head, body, indent = _split_reference(ex)
+    if not nbgrader_markers:
+        return "\n".join([*head, *body])
+    return "\n".join([*head, f"{indent}### BEGIN SOLUTION", *body, f"{indent}### END SOLUTION"])
+
+
+def stub_source(ex: Exercise) -> str:
+    """The learner's stub: the reference's signature and docstring (the exercise's one docstring), no body."""
+    head, _, indent = _split_reference(ex)
+    return "\n".join([*head, f"{indent}raise NotImplementedError()"])
 
 
 def solved_notebook(path: str | Path, *, nbgrader_markers: bool = False) -> nbformat.NotebookNode:
