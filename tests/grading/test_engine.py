@@ -322,3 +322,24 @@ def test_a_mistake_no_grader_foresaw_still_gets_a_named_diagnosis(wrong, name):
         "random", check.randn(2, 3, 6), check.randn(6), check.randn(6)))
     result = grade(bare, wrong)
     assert result.failure.mistake == name and result.failure.hint
+
+
+def test_an_unforeseen_mistake_is_told_where_its_output_differs():
+    def layer_norm(x, w, b, eps=1e-5):
+        out = reference(x, w, b, eps).clone()
+        out[:, -1] = 0.0  # the last position forgotten
+        return out
+
+    bare = dataclasses.replace(LAYER_NORM, grader=lambda check: check.case(
+        "random", check.randn(2, 5, 6), check.randn(6), check.randn(6)))
+    hint = grade(bare, layer_norm).failure.hint
+    assert "Only index 4 of axis 1 (of 5) differs" in hint
+
+
+def test_an_unforeseen_mistake_without_a_pattern_still_gets_the_first_nudge():
+    def layer_norm(x, w, b, eps=1e-5):
+        return torch.sin(x)
+
+    bare = dataclasses.replace(LAYER_NORM, grader=lambda check: check.case(
+        "random", check.randn(2, 5, 6), check.randn(6), check.randn(6)))
+    assert LAYER_NORM.hints[0] in grade(bare, layer_norm).failure.hint

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .compare import difference, generic_diagnosis
+from .compare import difference, generic_diagnosis, locate_difference
 from .feedback import (PASSED, CheckFailed, LearnerError, LearnerTimeout, NotAttempted, Result)
 from .registry import Exercise, Mistake
 from .safety import (TimeLimitReached, changed, ctrl_c_pressed, fresh, guarded_call, learner_frame,
@@ -106,6 +106,10 @@ class Checker:
         mistake = self._diagnose(got, mistakes, inputs, atol, rtol, check_dtype) if inputs else None
         if mistake is None and (generic := generic_diagnosis(got, expected)):
             mistake = Mistake(generic[0], f"{generic[1]} {hint}".strip(), output=lambda *a, **k: None)
+        if mistake is None and not hint:  # nothing foreseen: say where it differs, else give the first nudge
+            hint = locate_difference(got, expected, atol=atol, rtol=rtol) or (
+                f"Compare your code with the docstring once more. {self.exercise.hints[0]}"
+                if self.exercise.hints else "")
         raise CheckFailed(detail, exercise=self.exercise.id, case=case,
                           hint=mistake.hint if mistake else hint,
                           mistake=mistake.name if mistake else None)

@@ -204,3 +204,26 @@ def generic_diagnosis(got: Any, expected: Any) -> tuple[str, str] | None:
                 return ("shifted by one position", "Your values are right but shifted by one place along the "
                         "last axis: an off-by-one in an index, a slice or a mask's diagonal?")
     return None
+
+
+def locate_difference(got: Any, expected: Any, *, atol: float, rtol: float) -> str | None:
+    """Where a wrong tensor differs, when that is informative: only some indices of one axis
+    (one head, the last position, the first batch row...). None if it differs everywhere."""
+    if not (isinstance(got, Tensor) and isinstance(expected, Tensor)) or got.shape != expected.shape or got.ndim == 0:
+        return None
+    g, e = plain(got).detach().cpu(), expected.detach().cpu()
+    if g.is_floating_point() or e.is_floating_point():
+        wrong = ~torch.isclose(g.double(), e.double(), atol=atol, rtol=rtol, equal_nan=True)
+    else:
+        wrong = g != e
+    if not bool(wrong.any()):
+        return None
+    for axis in range(wrong.ndim):
+        size = wrong.shape[axis]
+        bad = wrong.transpose(0, axis).reshape(size, -1).any(dim=1).nonzero().flatten().tolist()
+        if size > 1 and len(bad) <= size // 2:
+            where = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+            return (f"Only index {where} of axis {axis} (of {size}) differ{'s' if len(bad) == 1 else ''}; "
+                    f"the rest is right. What is special about {'it' if len(bad) == 1 else 'them'}: the first or "
+                    "last position, a masked entry, one head or batch row?")
+    return None

@@ -20,7 +20,8 @@ def in_notebook() -> bool:
 def fresh_hints(exercise: Exercise, already_shown: str = "") -> list[str]:
     """The exercise's hints, less any that says what the failure's own hint already said."""
     def same(a: str, b: str) -> bool:
-        return bool(a and b) and difflib.SequenceMatcher(None, a.lower(), b.lower()).ratio() > 0.75
+        a, b = a.lower().strip(), b.lower().strip()
+        return bool(a and b) and (a in b or difflib.SequenceMatcher(None, a, b).ratio() > 0.75)
     return [h for h in exercise.hints if not same(h, already_shown)]
 
 
