@@ -76,3 +76,24 @@ def test_k_composition_of_prev_token_and_induction_heads_stands_above_random(run
         torch.manual_seed(0)
         baseline = ref.random_composition_scores(model.OV[0, prev], model.QK[1, induction].T)
     assert score > baseline.mean().item() + 5 * baseline.std().item(), (score, baseline.mean(), baseline.std())
+
+
+def _best_layer1_induction(model, repeat_len, prefix_len, batch=64):
+    """The best layer-1 induction score on [BOS] + prefix_len random tokens + R + R."""
+    g = torch.Generator().manual_seed(5)
+    prefix = torch.randint(1, model.cfg.d_vocab, (batch, prefix_len), generator=g)
+    repeat = torch.randint(1, model.cfg.d_vocab, (batch, repeat_len), generator=g)
+    tokens = torch.cat([torch.zeros(batch, 1, dtype=torch.long), prefix, repeat, repeat], dim=1)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter="blocks.1.attn.hook_pattern")
+    pattern = cache["blocks.1.attn.hook_pattern"][:, :, prefix_len:, prefix_len:]
+    return ref.induction_scores(pattern, repeat_len).max().item()
+
+
+def test_induction_reaches_short_repeats_only_some_way_into_the_context(run):
+    """What 1.2's sweep teaches: the circuit's reach, not only its existence on long repeats."""
+    model = run[0]
+    assert _best_layer1_induction(model, 5, 0) < 0.3
+    assert _best_layer1_induction(model, 5, 30) > 0.6
+    assert _best_layer1_induction(model, 8, 0) < _best_layer1_induction(model, 12, 0) < _best_layer1_induction(model, 20, 0)
+    assert _best_layer1_induction(model, 20, 0) > 0.9

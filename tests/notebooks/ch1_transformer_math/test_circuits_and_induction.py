@@ -64,6 +64,9 @@ READ = {
     "fresh_prev_max": "fresh_prev_max",
     "fresh_induction_max": "fresh_induction_max",
     "fresh_losses": "[x.item() for x in fresh_losses]",
+    "reach": "{f'{L},{P}': v for (L, P), v in reach.items()}",
+    "repeat_lengths": "REPEAT_LENGTHS",
+    "early_bos": "early_bos",
 }
 
 
@@ -220,3 +223,21 @@ def test_freshly_trained_model_has_the_induction_circuit(values):
     assert values["fresh_induction_max"] >= 0.5
     first, second = values["fresh_losses"]
     assert first - second > 2.5
+
+
+# -- section 8: the reach of induction ------------------------------------------------------------
+
+
+def test_short_repeats_are_copied_only_some_way_into_the_context(values):
+    reach = {tuple(map(int, key.split(","))): v for key, v in values["reach"].items()}
+    at_start = [reach[(L, 0)] for L in values["repeat_lengths"]]
+    assert at_start == sorted(at_start), "right after BOS, longer repeats score higher"
+    assert reach[(5, 0)] < 0.3 and reach[(5, 30)] > 0.6, "a short repeat: poor at the start, good further in"
+    assert reach[(20, 0)] > 0.9, "a long repeat is copied even from the start"
+    for L in values["repeat_lengths"]:
+        later = [v for (length, P), v in reach.items() if length == L and P > 0]
+        assert all(v > reach[(L, 0)] for v in later), f"L = {L}: later in the context beats right after BOS"
+
+
+def test_early_second_copies_attend_to_bos(values):
+    assert values["early_bos"] > 0.7
