@@ -159,6 +159,11 @@ def _hint_for_exception(exc: Exception) -> str:
         return "A shape mismatch: print the shapes of the tensors on that line and compare them with the docstring."
     if isinstance(exc, RuntimeError) and "Expected all tensors to be on the same device" in text:
         return "Create new tensors on the input's device, e.g. torch.zeros(..., device=x.device)."
+    if isinstance(exc, IndexError):
+        return ("An index is out of range for its axis: print the shapes on that line and check which axis you "
+                "index (batch, position, head...) and in what order the axes come.")
+    if isinstance(exc, RuntimeError) and "view" in text:
+        return "Use .reshape (or einops.rearrange) instead of .view on a tensor that is not contiguous."
     if isinstance(exc, (TypeError, AttributeError)):
         return "Check the types of the arguments against the docstring and what your function returns."
     if isinstance(exc, einops_error_types()):

@@ -809,3 +809,11 @@ NEW_LEARNER_VARIANTS = {
 }
 for _id, _variants in NEW_LEARNER_VARIANTS.items():
     VARIANTS[_id] = VARIANTS[_id] + _variants
+
+
+def _cr_at_least(W, threshold):
+    return (W.norm(dim=1) >= threshold).sum(-1)
+
+
+VARIANTS["ch2.count_represented"] = VARIANTS["ch2.count_represented"] + [
+    Wrong("norm >= threshold", _cr_at_least, mistake="at least, not above")]

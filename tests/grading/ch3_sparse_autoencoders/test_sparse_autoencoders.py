@@ -735,3 +735,11 @@ VARIANTS = {
         Right("difference of reconstructions", _la_difference),
     ],
 }
+
+
+def _steer_normalised(activation, hook, direction, scale):
+    return activation + scale * direction / direction.norm()
+
+
+VARIANTS["ch3.steering_hook"] = VARIANTS["ch3.steering_hook"] + [
+    Wrong("normalised the direction", _steer_normalised, mistake="normalised the direction")]

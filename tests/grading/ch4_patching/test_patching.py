@@ -537,3 +537,52 @@ VARIANTS = {
         Right("item()s", _minimal),
     ],
 }
+
+
+# -- mistakes found by an audit with new learner attempts -------------------------------------------------
+
+
+def _fb_hooks_left_on(model, tokens, metric, names):
+    acts, grads = {}, {}
+    for n in names:
+        model.add_hook(n, lambda a, hook, n=n: acts.__setitem__(n, a.detach()))
+        model.add_hook(n, lambda g, hook, n=n: grads.__setitem__(n, g.detach()), dir="bwd")
+    with torch.enable_grad():
+        value = metric(model(tokens))
+        value.backward()
+    model.zero_grad(set_to_none=True)
+    return value.detach(), acts, grads
+
+
+def _ablation_ignoring_make_hook(model, tokens, answers, make_hook):
+    out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    for layer in range(model.cfg.n_layers):
+        for head in range(model.cfg.n_heads):
+            def zero(z, hook, head=head):
+                z = z.clone()
+                z[:, :, head] = 0.0
+                return z
+            with torch.no_grad():
+                logits = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", zero)])
+            out[layer, head] = ref.logit_diff(logits, answers).mean()
+    return out
+
+
+def _attribution_abs(clean_act, corrupted_act, corrupted_grad):
+    return ((clean_act - corrupted_act) * corrupted_grad).sum(dim=(0, 1, 3)).abs()
+
+
+def _patch_heads_float64(model, tokens, source_cache, metric, activation="z"):
+    return ref.patch_heads(model, tokens, source_cache, metric, activation).double()
+
+
+AUDIT_VARIANTS = {
+    "ch4.forward_backward_cache": [Wrong("add_hook, never removed", _fb_hooks_left_on,
+                                         mistake="hooks left on the model")],
+    "ch4.head_ablation_logit_diffs": [Wrong("zeroes heads itself, ignores make_hook", _ablation_ignoring_make_hook,
+                                            mistake="ignored make_hook")],
+    "ch4.attribution_scores": [Wrong("absolute value of the score", _attribution_abs, mistake="absolute value")],
+    "ch4.patch_heads": [Right("float64 result", _patch_heads_float64)],
+}
+for _id, _variants in AUDIT_VARIANTS.items():
+    VARIANTS[_id] = VARIANTS[_id] + _variants

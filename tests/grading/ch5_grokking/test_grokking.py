@@ -728,3 +728,32 @@ VARIANTS = {
         Wrong("transposed", _eg_transposed, mistake="transposed basis"),
     ],
 }
+
+
+# -- mistakes and alternatives found by an audit with new learner attempts ----------------------------
+
+
+def _kf_strict(norms, threshold=0.3):
+    return [i + 1 for i in (norms > threshold * norms.max()).nonzero().flatten().tolist()]
+
+
+def _acc_tensor(logits, labels):
+    return (logits.argmax(-1) == labels).float().mean()
+
+
+def _fb_float64(p):
+    x = torch.arange(p, dtype=torch.float64)
+    rows = [torch.ones(p, dtype=torch.float64)]
+    for k in range(1, (p - 1) // 2 + 1):
+        rows += [torch.cos(2 * math.pi * k * x / p), torch.sin(2 * math.pi * k * x / p)]
+    B = torch.stack(rows)
+    return B / B.norm(dim=1, keepdim=True)
+
+
+AUDIT_VARIANTS = {
+    "ch5.key_frequencies": [Wrong("norm > threshold x max", _kf_strict, mistake="strictly above")],
+    "ch5.accuracy": [Wrong("a tensor, not a float", _acc_tensor, mistake="not a float")],
+    "ch5.fourier_basis": [Right("float64 basis", _fb_float64)],
+}
+for _id, _variants in AUDIT_VARIANTS.items():
+    VARIANTS[_id] = VARIANTS[_id] + _variants

@@ -304,6 +304,10 @@ def test_count_represented(check):
     check.case("norms from 0.05 to 1.1", W, 0.5, mistakes=mistakes)
     W = _scaled_columns(check, 2, 3, [1.0, 0.62, 0.2, 0.68])
     check.case("threshold 0.5, 3 dims", W, 0.5, mistakes=mistakes)
+    at = torch.tensor([[[0.5, 1.0, 0.0, 0.9], [0.0, 0.0, 0.75, 0.0]]]).to(check.device)  # norms 0.5, 1, 0.75, 0.9
+    check.case("a feature exactly at the threshold", at, 0.5, mistakes=[*mistakes, Mistake(
+        "at least, not above", "A feature counts when its norm is strictly *above* the threshold (>), not at it.",
+        lambda W, t: (W.norm(dim=1) >= t).sum(-1))])
 
 
 def _angles_variant(kind):

@@ -536,6 +536,10 @@ def test_steering_hook(check):
                 lambda a, h, d, s: torch.cat([a[:, :-1], a[:, -1:] + s * d], dim=1)),
         Mistake("scale ignored", "Multiply the direction by `scale`.", lambda a, h, d, s: a + d),
     ])
+    check.case("a direction of length 3, scale 2", act, None, 3 * direction, 2.0, mistakes=[
+        Mistake("normalised the direction", "Add scale × direction as given, without normalising it: the caller "
+                "chooses the direction's length (decoder columns happen to be unit vectors).",
+                lambda a, h, d, s: a + s * d / d.norm())])
 
 
 @exercise(difficulty=2, minutes=15, hints=[

@@ -206,6 +206,14 @@ def _zero_hook_factory(layer, head):
     return hook
 
 
+def _half_hook_factory(layer, head):
+    def hook(z, hook):
+        z = z.clone()
+        z[:, :, head] = 0.5 * z[:, :, head]
+        return z
+    return hook
+
+
 def _ablation_variant(*, transpose=False, accumulate=False, reduce="mean"):
     def variant(model, tokens, answers, make_hook):
         hooks = []
@@ -240,6 +248,10 @@ def test_head_ablation_logit_diffs(check):
     clean, _, answers = _prompts(check)
     try:
         check.case("zero ablation", model, clean, answers, _zero_hook_factory, mistakes=mistakes)
+        check.case("halving ablation (another make_hook)", model, clean, answers, _half_hook_factory, mistakes=[
+            *mistakes, Mistake("ignored make_hook", "Use the hook that make_hook(layer, head) returns: the function "
+                               "must work for any ablation it is given, not only zero ablation.",
+                               lambda m, t, a, make_hook: _ablation_variant()(m, t, a, _zero_hook_factory))])
     finally:
         model.reset_hooks()
 
@@ -390,9 +402,9 @@ def test_patch_heads(check):
         Mistake("hooks accumulate", "Patch one head per run.", _heads_variant(accumulate=True)),
     ]
     model, clean, corrupted, answers, clean_cache, corrupted_cache, metric = _runs(check)
-    check.case("z", model, corrupted, clean_cache, metric, mistakes=mistakes)
-    check.case("values", model, corrupted, clean_cache, metric, "v", mistakes=mistakes)
-    check.case("pattern", model, corrupted, clean_cache, metric, "pattern", mistakes=mistakes)
+    check.case("z", model, corrupted, clean_cache, metric, mistakes=mistakes, check_dtype=False)
+    check.case("values", model, corrupted, clean_cache, metric, "v", mistakes=mistakes, check_dtype=False)
+    check.case("pattern", model, corrupted, clean_cache, metric, "pattern", mistakes=mistakes, check_dtype=False)
 
 
 def _by_pos_variant(*, order="lph", every=False):
@@ -591,6 +603,11 @@ def test_attribution_scores(check):
     ]
     check.case("random", check.randn(3, 4, 2, 5), check.randn(3, 4, 2, 5), check.randn(3, 4, 2, 5),
                mistakes=mistakes)
+    clean, corrupted = check.randn(2, 3, 6, 4), check.randn(2, 3, 6, 4)
+    grad = (clean - corrupted) * torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0, -2.0]).to(clean)[:, None]
+    check.case("some heads would lower the metric", clean, corrupted, grad, mistakes=[*mistakes, Mistake(
+        "absolute value", "Keep the sign: a negative score means patching that head would *lower* the metric.",
+        lambda c, k, g: ((c - k) * g).sum(dim=(0, 1, 3)).abs())])
 
 
 def _fb_variant(*, negate=False, swap=False):
@@ -626,6 +643,11 @@ def test_forward_backward_cache(check):
         check.case("hook_z of two layers", model, corrupted, metric,
                    ["blocks.0.attn.hook_z", "blocks.2.attn.hook_z"], mistakes=mistakes)
         check.case("residual stream", model, clean, metric, ["blocks.1.hook_resid_pre"], mistakes=mistakes)
+        check.expect(not any(h.fwd_hooks or h.bwd_hooks for h in model.hook_dict.values()), case="residual stream",
+                     mistake="hooks left on the model", message="your hooks are still attached to the model after "
+                     "the call, so every later forward pass runs them too",
+                     hint="Add the hooks with the `model.hooks(fwd_hooks=..., bwd_hooks=...)` context manager (or "
+                          "call model.reset_hooks() before returning), not with model.add_hook alone.")
     finally:
         model.requires_grad_(False)
         model.zero_grad(set_to_none=True)

@@ -96,7 +96,10 @@ def test_accuracy(check):
     logits = check.randn(40, 7)
     labels = logits.argmax(-1).clone()
     labels[::3] = (labels[::3] + 1) % 7
-    check.case("40 rows, a third wrong", logits, labels, mistakes=mistakes)
+    got = check.case("40 rows, a third wrong", logits, labels, mistakes=mistakes)
+    check.expect(isinstance(got, float), case="40 rows, a third wrong", mistake="not a float",
+                 message=f"expected a Python float, got {type(got).__name__}",
+                 hint="Return a Python number: .item() turns a one-element tensor into a float.")
     check.case("random", check.randn(50, 5), check.randint(5, 50), mistakes=mistakes)
 
 
@@ -118,8 +121,8 @@ def test_fourier_basis(check):
         Mistake("sin and cos swapped", "For each frequency put cos before sin: row 2k-1 is cos(2πkx/p), "
                 "row 2k is sin.", lambda p: _normalise(_raw_basis(p, swap=True))),
     ]
-    check.case("p = 5", 5, mistakes=mistakes)
-    check.case("p = 13", 13, mistakes=mistakes)
+    check.case("p = 5", 5, mistakes=mistakes, check_dtype=False)  # float64 is as good here
+    check.case("p = 13", 13, mistakes=mistakes, check_dtype=False)
 
 
 @exercise(difficulty=1, minutes=5, hints=[
@@ -181,6 +184,9 @@ def test_key_frequencies(check):
     check.case("two clear key frequencies", norms, mistakes=mistakes)
     check.case("threshold 0.5, scaled down", torch.tensor([0.01, 0.02, 0.08, 0.2, 0.001, 0.12, 0.15]), 0.5,
                mistakes=mistakes)
+    check.case("a norm exactly at the threshold", torch.tensor([0.25, 1.0, 0.5, 0.125]), 0.5, mistakes=[*mistakes, Mistake(
+        "strictly above", "*At least* threshold × the largest norm: a frequency exactly at it counts (>=).",
+        lambda norms, threshold=0.3: [i + 1 for i in (norms > threshold * norms.max()).nonzero().flatten().tolist()])])
 
 
 # -- 3. functions of (a, b) ---------------------------------------------------------------------
@@ -295,8 +301,8 @@ def test_cos_predictors(check):
         Mistake("sin", "The predictor is a cosine: it is 1, its largest value, at c = a + b.",
                 lambda p, f: variant(p, f, wave=torch.sin)),
     ]
-    check.case("p = 7, k = 1, 3", 7, [1, 3], mistakes=mistakes, atol=1e-4)
-    check.case("p = 11, k = 2", 11, [2], mistakes=mistakes, atol=1e-4)
+    check.case("p = 7, k = 1, 3", 7, [1, 3], mistakes=mistakes, atol=1e-4, check_dtype=False)
+    check.case("p = 11, k = 2", 11, [2], mistakes=mistakes, atol=1e-4, check_dtype=False)
 
 
 @exercise(difficulty=3, minutes=20, atol=1e-4, hints=[
@@ -429,8 +435,8 @@ def test_sum_directions(check):
                 "second, and so on.", lambda p, f: _waves(p, f, blocked=True)),
         Mistake("no 2π", "The angle is w = 2πk/p, not k/p.", lambda p, f: _waves(p, f, two_pi=False)),
     ]
-    check.case("p = 5, k = 1, 2", 5, [1, 2], mistakes=mistakes, atol=1e-5)
-    check.case("p = 7, k = 3", 7, [3], mistakes=mistakes, atol=1e-5)
+    check.case("p = 5, k = 1, 2", 5, [1, 2], mistakes=mistakes, atol=1e-5, check_dtype=False)
+    check.case("p = 7, k = 3", 7, [3], mistakes=mistakes, atol=1e-5, check_dtype=False)
 
 
 def _grid_logits(check, p, freqs):
