@@ -104,7 +104,7 @@ class Checker:
             self.cases_passed += 1
             return
         mistake = self._diagnose(got, mistakes, inputs, atol, rtol, check_dtype) if inputs else None
-        if mistake is None and (generic := generic_diagnosis(got, expected)):
+        if mistake is None and (generic := generic_diagnosis(got, expected, atol=atol, rtol=rtol)):
             mistake = Mistake(generic[0], f"{generic[1]} {hint}".strip(), output=lambda *a, **k: None)
         if mistake is None and not hint:  # nothing foreseen: say where it differs, else give the first nudge
             hint = locate_difference(got, expected, atol=atol, rtol=rtol) or (
@@ -155,7 +155,8 @@ def _escape_hint(exc: BaseException) -> str:
 
 def _hint_for_exception(exc: Exception) -> str:
     text = str(exc)
-    if isinstance(exc, RuntimeError) and ("size of tensor" in text or "shape" in text or "mat1 and mat2" in text):
+    if isinstance(exc, RuntimeError) and any(w in text for w in ("size of tensor", "size of the tensor", "shape",
+                                                                  "mat1 and mat2", "dimension")):
         return "A shape mismatch: print the shapes of the tensors on that line and compare them with the docstring."
     if isinstance(exc, RuntimeError) and "Expected all tensors to be on the same device" in text:
         return "Create new tensors on the input's device, e.g. torch.zeros(..., device=x.device)."

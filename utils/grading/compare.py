@@ -160,21 +160,36 @@ def _short(x: Any) -> str:
 # -- naming a mistake no grader foresaw --------------------------------------------------------------
 
 
-def generic_diagnosis(got: Any, expected: Any) -> tuple[str, str] | None:
-    """(name, hint) when a wrong tensor is the expected one transformed in a way learners often
-    introduce (sign, a constant factor or offset, swapped axes, a shift by one), else None."""
-    if not (isinstance(got, Tensor) and isinstance(expected, Tensor)) or expected.numel() < 2:
+def generic_diagnosis(got: Any, expected: Any, *, atol: float = 1e-5, rtol: float = 1e-4) -> tuple[str, str] | None:
+    """(name, hint) when a wrong output differs from the expected one in a way learners often
+    introduce (a container or type mixed up, an axis added or lost, a sign, a constant factor or
+    offset, swapped axes, a shift by one), else None."""
+    if isinstance(expected, (tuple, list)) and isinstance(got, (tuple, list)) and len(got) == len(expected):
+        for g, e in zip(got, expected):
+            if difference(g, e, atol=atol, rtol=rtol) is not None:
+                return generic_diagnosis(g, e, atol=atol, rtol=rtol)
+        return None
+    if isinstance(expected, dict) and isinstance(got, dict) and set(got) != set(expected):
+        return ("different keys", "Your dict's keys are not the expected ones (both are shown above): use exactly "
+                "the keys the docstring names. If you keyed by `hook.name`, note that hooks get the bridge's "
+                "canonical names (e.g. `blocks.0.attn.o.hook_in`): key by the names you were given instead.")
+    if isinstance(expected, Tensor) and not isinstance(got, Tensor) and isinstance(got, (int, float)):
+        return ("number, not tensor", "Return the tensor itself: a Python number (from .item() or float()) "
+                "loses its shape, dtype and device.")
+    if isinstance(expected, (int, float)) and not isinstance(expected, bool) and isinstance(got, Tensor):
+        return ("tensor, not number", "Return a Python number: call .item() on a one-element tensor.")
+    if not (isinstance(got, Tensor) and isinstance(expected, Tensor)):
         return None
     g, e = plain(got).detach().cpu(), expected.detach().cpu()
-    if not (g.is_floating_point() and e.is_floating_point()):
+    if g.shape != e.shape:
+        return _shape_diagnosis(tuple(g.shape), tuple(e.shape))
+    if g.dtype != e.dtype and g.is_floating_point() != e.is_floating_point():
+        return ("integer vs float dtype", f"Your output is {_dtype(g)} where {_dtype(e)} is expected: "
+                + ("token ids and counts stay integers (use //, .long(), or integer-valued functions)."
+                   if not e.is_floating_point() else "convert with .float() (a division or mean needs floats)."))
+    if expected.numel() < 2 or not (g.is_floating_point() and e.is_floating_point()):
         return None
     g, e = g.double(), e.double()
-    if g.shape != e.shape:
-        if sorted(g.shape) == sorted(e.shape) and g.ndim > 1:
-            return ("axes in another order", f"Your output has the expected axes in another order "
-                    f"({tuple(g.shape)} instead of {tuple(e.shape)}): check the output side of your einsum or "
-                    "rearrange pattern, or a transpose.")
-        return None
     if not (torch.isfinite(g).all() and torch.isfinite(e).all()) or float(e.abs().max()) == 0:
         return None
     scale = float(e.abs().max())
@@ -226,4 +241,24 @@ def locate_difference(got: Any, expected: Any, *, atol: float, rtol: float) -> s
             return (f"Only index {where} of axis {axis} (of {size}) differ{'s' if len(bad) == 1 else ''}; "
                     f"the rest is right. What is special about {'it' if len(bad) == 1 else 'them'}: the first or "
                     "last position, a masked entry, one head or batch row?")
+    return None
+
+
+def _shape_diagnosis(got: tuple[int, ...], expected: tuple[int, ...]) -> tuple[str, str] | None:
+    if len(got) > 1 and sorted(got) == sorted(expected):
+        return ("axes in another order", f"Your output has the expected axes in another order ({got} instead of "
+                f"{expected}): check the output side of your einsum or rearrange pattern, or a transpose.")
+    if len(got) == len(expected) + 1 and any(got[:i] + got[i + 1:] == expected for i in range(len(got))):
+        return ("an extra axis", f"Your output has one axis more than expected ({got} instead of {expected}): a "
+                "sum or mean over it is missing, or two tensors of shapes [n] and [n, 1] broadcast into [n, n] "
+                "(fancy indexing with two index tensors does the same: pair them with torch.arange).")
+    if len(got) + 1 == len(expected) and any(expected[:i] + expected[i + 1:] == got for i in range(len(expected))):
+        return ("an axis missing", f"Your output has one axis fewer than expected ({got} instead of {expected}): "
+                "you reduced (or indexed away) an axis that should be kept; keepdim=True or a per-item result?")
+    if len(got) == len(expected):
+        axes = [i for i, (a, b) in enumerate(zip(got, expected)) if a != b]
+        if len(axes) == 1:
+            i = axes[0]
+            return ("wrong size on one axis", f"Axis {i} of your output has size {got[i]}, expected {expected[i]}: "
+                    "check the slice, the range or the off-by-one that builds that axis.")
     return None

@@ -757,3 +757,73 @@ AUDIT_VARIANTS = {
 }
 for _id, _variants in AUDIT_VARIANTS.items():
     VARIANTS[_id] = VARIANTS[_id] + _variants
+
+
+def _fn_no_sqrt(fourier_values):
+    return fourier_values[1:].reshape(-1, 2, fourier_values.shape[-1]).pow(2).sum(dim=(1, 2))
+
+
+def _fn_two_norms(fourier_values):
+    return fourier_values[1::2].norm(dim=-1) + fourier_values[2::2].norm(dim=-1)
+
+
+def _fn_halves(fourier_values):
+    n = (fourier_values.shape[0] - 1) // 2
+    cos, sin = fourier_values[1:n + 1], fourier_values[n + 1:]
+    return (cos.pow(2).sum(-1) + sin.pow(2).sum(-1)).sqrt()
+
+
+def _el_all_pairs(logits, labels, train_idx, p, freqs):
+    from solutions.ch5_grokking.grokking import excluded_logits
+    return F.cross_entropy(excluded_logits(logits, p, freqs), labels).item()
+
+
+def _el_sum(logits, labels, train_idx, p, freqs):
+    from solutions.ch5_grokking.grokking import excluded_logits
+    return F.cross_entropy(excluded_logits(logits, p, freqs)[train_idx], labels[train_idx], reduction="sum").item()
+
+
+def _gini_zero_based(values):
+    x = values.abs().sort().values
+    n = len(x)
+    i = torch.arange(n, dtype=x.dtype)
+    return float(((2 * i - n - 1) * x).sum() / (n * x.sum()))
+
+
+def _gini_n_minus_1(values):
+    x = values.abs().double().sort().values
+    n = len(x)
+    i = torch.arange(1, n + 1, dtype=x.dtype)
+    return float(((2 * i - n - 1) * x).sum() / ((n - 1) * x.sum()))
+
+
+def _eg_row_norms(W_E, basis):
+    from solutions.ch5_grokking.grokking import gini
+    return gini(W_E.norm(dim=-1))
+
+
+def _eg_with_constant(W_E, basis):
+    from solutions.ch5_grokking.grokking import gini
+    F_ = basis @ W_E
+    norms = [F_[0].norm()] + [F_[2 * k - 1:2 * k + 1].norm() for k in range(1, (len(F_) - 1) // 2 + 1)]
+    return gini(torch.stack(norms))
+
+
+def _twn_matrices_only(weights):
+    return math.sqrt(sum(float((w ** 2).sum()) for w in weights.values() if w.dim() >= 2))
+
+
+MORE_AUDIT_VARIANTS = {
+    "ch5.frequency_norms": [Wrong("no square root", _fn_no_sqrt, mistake="no square root"),
+                            Wrong("cos norm + sin norm", _fn_two_norms, mistake="cos norm plus sin norm"),
+                            Wrong("cos rows then sin rows", _fn_halves, mistake="rows paired from the halves")],
+    "ch5.excluded_loss": [Wrong("all p^2 pairs", _el_all_pairs, mistake="all pairs"),
+                          Wrong("reduction='sum'", _el_sum, mistake="summed, not averaged")],
+    "ch5.gini": [Wrong("ranks 0 … n-1", _gini_zero_based, mistake="ranks from 0"),
+                 Wrong("divided by n - 1", _gini_n_minus_1, mistake="divided by n - 1")],
+    "ch5.embedding_gini": [Wrong("Gini of W_E's row norms", _eg_row_norms, mistake="row norms, no Fourier"),
+                           Wrong("constant kept", _eg_with_constant, mistake="constant included")],
+    "ch5.total_weight_norm": [Wrong("matrices only", _twn_matrices_only, mistake="matrices only")],
+}
+for _id, _variants in MORE_AUDIT_VARIANTS.items():
+    VARIANTS[_id] = VARIANTS[_id] + _variants

@@ -160,6 +160,14 @@ def test_frequency_norms(check):
                 lambda v: pairs(v)[:, 0].norm(dim=-1)),
         Mistake("constant included", "Drop row 0 (the constant) before pairing rows: frequency k is rows 2k-1, 2k.",
                 lambda v: v[:-1].reshape(-1, 2, v.shape[-1]).pow(2).sum(dim=(1, 2)).sqrt()),
+        Mistake("no square root", "The norm is the square root of the sum of squares.",
+                lambda v: pairs(v).pow(2).sum(dim=(1, 2))),
+        Mistake("cos norm plus sin norm", "Take one L2 norm over the cos and sin rows together (sqrt of the summed "
+                "squares), not the sum of their two norms.", lambda v: pairs(v).norm(dim=-1).sum(-1)),
+        Mistake("rows paired from the halves", "Frequency k is rows 2k-1 and 2k, next to each other (cos, sin, cos, "
+                "sin, ...), not row k with row k + (p-1)/2.",
+                lambda v: torch.stack([v[1:][: (len(v) - 1) // 2], v[1:][(len(v) - 1) // 2:]], 1).pow(2)
+                .sum(dim=(1, 2)).sqrt()),
     ]
     check.case("p = 7, d = 3", check.randn(7, 3), mistakes=mistakes)
     check.case("p = 13, d = 5", check.randn(13, 5), mistakes=mistakes)
@@ -527,6 +535,12 @@ def test_excluded_loss(check):
                 "(that is the restricted loss).", lambda *a: variant(*a, restricted=True)),
         Mistake("nothing removed", "Remove the key-frequency components (excluded_logits) before the loss.",
                 lambda *a: variant(*a, raw=True)),
+        Mistake("all pairs", "Evaluate on the training pairs only (train_idx), not on all p² pairs.",
+                lambda logits, labels, idx, p, f: F.cross_entropy(ref.excluded_logits(logits, p, f).double(),
+                                                                  labels).item()),
+        Mistake("summed, not averaged", "Cross-entropy is the *mean* over the pairs (reduction='mean').",
+                lambda logits, labels, idx, p, f: F.cross_entropy(ref.excluded_logits(logits, p, f)[idx].double(),
+                                                                  labels[idx], reduction="sum").item()),
     ]
     p = 7
     _, labels = ref.modular_dataset(p)
@@ -549,10 +563,19 @@ def test_total_weight_norm(check):
                 lambda w: sum(v.double().pow(2).sum().item() for v in w.values())),
         Mistake("L1", "Use the L2 norm (squares), not absolute values.",
                 lambda w: sum(v.abs().sum().item() for v in w.values())),
+        Mistake("matrices only", "Include every parameter, biases too: weight decay shrinks them all.",
+                lambda w: math.sqrt(sum(v.double().pow(2).sum().item() for v in w.values() if v.ndim > 1))),
     ]
     check.case("three tensors", {"W_E": check.randn(7, 4), "b": check.randn(4), "W_U": check.randn(4, 5)},
                mistakes=mistakes)
     check.case("one tensor", {"W": check.randn(3, 3)}, mistakes=mistakes)
+
+
+def _gini_ranked(values, *, start=1, denominator=0):
+    x = values.abs().double().sort().values
+    n = x.shape[0]
+    i = torch.arange(start, n + start, dtype=torch.float64)
+    return ((2 * i - n - 1) * x).sum().item() / ((n + denominator) * x.sum().item())
 
 
 @exercise(difficulty=2, minutes=10, hints=[
@@ -568,6 +591,10 @@ def test_gini(check):
                 lambda v: _gini_raw(v.sort().values)),
         Mistake("sorted descending", "Sort in *increasing* order (the largest value gets the largest weight).",
                 lambda v: _gini_raw(v.abs().sort(descending=True).values)),
+        Mistake("ranks from 0", "Ranks run from 1 to n: the weights are 2i - n - 1 for i = 1 … n.",
+                lambda v: _gini_ranked(v, start=0)),
+        Mistake("divided by n - 1", "Divide by n · Σ|x| (n values), not (n - 1) · Σ|x|.",
+                lambda v: _gini_ranked(v, denominator=-1)),
     ]
     check.case("mixed signs", check.randn(9), mistakes=mistakes)
     check.case("one dominant value", torch.tensor([0.1, -3.0, 0.2, 0.05, 0.3]), mistakes=mistakes)
@@ -587,6 +614,11 @@ def test_embedding_gini(check):
                 lambda W, B: ref.gini(ref.frequency_norms(W))),
         Mistake("transposed basis", "Change basis with basis @ W_E, not basis.T @ W_E.",
                 lambda W, B: ref.gini(ref.frequency_norms(B.T @ W))),
+        Mistake("row norms, no Fourier", "The Gini of the *frequency* norms: change to the Fourier basis and take "
+                "frequency_norms, not the norms of W_E's rows.", lambda W, B: ref.gini(W.norm(dim=-1))),
+        Mistake("constant included", "Leave the constant (row 0 in the Fourier basis) out: frequency_norms "
+                "covers frequencies 1 … (p-1)/2.",
+                lambda W, B: ref.gini(torch.cat([(B @ W)[:1].norm(dim=-1), ref.frequency_norms(B @ W)]))),
     ]
     check.case("sparse in frequency, p = 11", _sparse_fourier(check, 11, 6, [2, 4]), ref.fourier_basis(11),
                mistakes=mistakes)
