@@ -28,6 +28,13 @@ READ = {
     "lm_ev": "lm_ev",
     "ce": "[ce_clean.item(), ce_sae.item(), ce_zero.item()]",
     "lm_loss_recovered": "lm_loss_recovered",
+    "pca_k": "PCA_K",
+    "pca_ev": "pca_ev",
+    "pca_recovered": "pca_recovered",
+    "sae_recovered_vs_mean": "sae_recovered_vs_mean",
+    "pca_recovered_vs_mean": "pca_recovered_vs_mean",
+    "ce_mean": "ce_mean.item()",
+    "ce_zero": "ce_zero.item()",
     "lm_throughput": "lm_throughput",
     "lm_topk": "[lm_topk_l0, lm_topk_mse, lm_l1_mse, lm_topk_ev]",
     "picker": "type(picker).__name__",
@@ -77,6 +84,20 @@ def test_lm_sae_recovers_most_of_the_loss_gap(values):
     clean, sae, zero = values["ce"]
     assert clean < sae < zero
     assert values["lm_loss_recovered"] > 0.8
+
+
+def test_sae_beats_pca_with_as_many_components_as_its_l0(values):
+    assert values["pca_k"] == round(values["lm_l0"])
+    assert values["lm_ev"] > values["pca_ev"] + 0.05
+    assert values["lm_loss_recovered"] > values["pca_recovered"]
+    assert values["sae_recovered_vs_mean"] > values["pca_recovered_vs_mean"]
+
+
+def test_mean_ablation_is_the_stricter_baseline_and_barely_differs_here(values):
+    """The notebook: mean ablation hurts almost as much as zero ablation, so the columns differ little."""
+    assert values["ce_mean"] < values["ce_zero"]
+    assert values["sae_recovered_vs_mean"] < values["lm_loss_recovered"]
+    assert values["lm_loss_recovered"] - values["sae_recovered_vs_mean"] < 0.05
 
 
 def test_lm_topk_at_matched_l0_reconstructs_at_least_as_well_as_l1(values):
