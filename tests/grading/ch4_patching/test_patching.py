@@ -586,3 +586,33 @@ AUDIT_VARIANTS = {
 }
 for _id, _variants in AUDIT_VARIANTS.items():
     VARIANTS[_id] = VARIANTS[_id] + _variants
+
+
+def _nm_clamped(value, clean_value, corrupted_value):
+    return ((value - corrupted_value) / (clean_value - corrupted_value)).clamp(0.0, 1.0)
+
+
+def _de_with_bias(model, cache, answers):
+    direction = model.W_U[:, answers[:, 0]] - model.W_U[:, answers[:, 1]]
+    scale = cache["ln_final.hook_scale"][:, -1]
+    out = []
+    for layer in range(model.cfg.n_layers):
+        z = cache[f"blocks.{layer}.attn.hook_z"][:, -1]
+        head_out = einops.einsum(z, model.W_O[layer], "b h d, h d m -> b h m") + model.b_O[layer]
+        out.append(einops.einsum(head_out / scale[:, :, None], direction, "b h m, m b -> b h").mean(0))
+    return torch.stack(out)
+
+
+def _min_absolute(model, tokens, answers, circuit, reference_cache):
+    full = ref.circuit_logit_diff(model, tokens, answers, circuit, reference_cache)
+    return {h: float(full - ref.circuit_logit_diff(model, tokens, answers, [c for c in circuit if c != h],
+                                                   reference_cache)) for h in circuit}
+
+
+MORE_AUDIT_VARIANTS = {
+    "ch4.normalised_metric": [Wrong("clamped to [0, 1]", _nm_clamped, mistake="clamped")],
+    "ch4.head_direct_effects": [Wrong("b_O added to every head", _de_with_bias, mistake="b_O included")],
+    "ch4.minimality_scores": [Wrong("logit difference lost, not the fraction", _min_absolute, mistake="absolute drop")],
+}
+for _id, _variants in MORE_AUDIT_VARIANTS.items():
+    VARIANTS[_id] = VARIANTS[_id] + _variants

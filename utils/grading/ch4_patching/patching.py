@@ -133,6 +133,8 @@ def test_normalised_metric(check):
                 lambda v, c, k: v / c),
         Mistake("wrong denominator", "Divide by clean - corrupted, the whole range, not by the clean value.",
                 lambda v, c, k: (v - k) / c),
+        Mistake("clamped", "Don't clamp to [0, 1]: a value below 0 (worse than corrupted) or above 1 (better than "
+                "clean) is information.", lambda v, c, k: ((v - k) / (c - k)).clamp(0, 1)),
     ]
     check.case("a tensor of values", check.randn(5) * 2, torch.tensor(3.0, device=check.device),
                torch.tensor(-0.5, device=check.device), mistakes=mistakes, atol=1e-5)
@@ -692,7 +694,7 @@ def test_attribution_patch_heads(check):
 
 # -- 6. backup behaviour ------------------------------------------------------------------------------
 
-def _de_variant(*, scale=True, sign=1.0, all_pos=False, reduce="mean"):
+def _de_variant(*, scale=True, sign=1.0, all_pos=False, reduce="mean", bias=False):
     def variant(model, cache, answers):
         direction = sign * (model.W_U[:, answers[:, 0]] - model.W_U[:, answers[:, 1]])
         rows = []
@@ -702,6 +704,8 @@ def _de_variant(*, scale=True, sign=1.0, all_pos=False, reduce="mean"):
             if not all_pos:
                 z, s = z[:, -1:], s[:, -1:]
             out = torch.einsum("bphd,hdm->bphm", z, model.W_O[layer])
+            if bias:
+                out = out + model.b_O[layer]
             if scale:
                 out = out / s[:, :, :, None]
             effect = torch.einsum("bphm,mb->bph", out, direction).mean(1)
@@ -724,6 +728,8 @@ def test_head_direct_effects(check):
         Mistake("sign flipped", "Project on W_U[:, correct] - W_U[:, wrong].", _de_variant(sign=-1.0)),
         Mistake("all positions", "Only the last position predicts the answer.", _de_variant(all_pos=True)),
         Mistake("summed over the batch", "Average over the batch.", _de_variant(reduce="sum")),
+        Mistake("b_O included", "Leave the attention output bias b_O out: it belongs to the layer, not to any "
+                "head (each head's output is z @ W_O alone).", _de_variant(bias=True)),
     ]
     model, clean, corrupted, answers, clean_cache, corrupted_cache, metric = _runs(check)
     check.case("clean run", model, clean_cache, answers, mistakes=mistakes)
@@ -769,7 +775,7 @@ def test_circuit_logit_diff(check):
                mistakes=mistakes)
 
 
-def _minimal_variant(*, remaining=False, against_model=False, single=False):
+def _minimal_variant(*, remaining=False, against_model=False, single=False, absolute=False):
     def variant(model, tokens, answers, circuit, reference_cache):
         full = ref.circuit_logit_diff(model, tokens, answers, circuit, reference_cache)
         if against_model:
@@ -782,8 +788,9 @@ def _minimal_variant(*, remaining=False, against_model=False, single=False):
                 rest = [h for h in everything if h != head]
             else:
                 rest = [h for h in circuit if h != head]
-            ratio = ref.circuit_logit_diff(model, tokens, answers, rest, reference_cache) / full
-            scores[head] = float(ratio if remaining else 1 - ratio)
+            without = ref.circuit_logit_diff(model, tokens, answers, rest, reference_cache)
+            ratio = without / full
+            scores[head] = float(full - without) if absolute else float(ratio if remaining else 1 - ratio)
         return scores
     return variant
 
@@ -800,6 +807,8 @@ def test_minimality_scores(check):
                 "with every head in it), not the unablated model's.", _minimal_variant(against_model=True)),
         Mistake("ablated one head from the full model", "Remove the head from the *circuit* (everything outside "
                 "stays mean-ablated), not from the full model.", _minimal_variant(single=True)),
+        Mistake("absolute drop", "Report the *fraction* of the circuit's logit difference lost, 1 - without / with, "
+                "not the difference in logits.", _minimal_variant(absolute=True)),
     ]
     model, clean, corrupted, answers, clean_cache, corrupted_cache, metric = _runs(check)
     check.case("three heads", model, clean, answers, [(0, 1), (1, 0), (2, 0)], corrupted_cache,
