@@ -55,6 +55,10 @@ def time_limit(seconds: float) -> Iterator[None]:
         return interrupt_learner_lines
 
     def on_limit(signum, frame):
+        # Python runs this handler between bytecodes, possibly after the block has ended: then it
+        # must do nothing (raising or re-arming there would break whatever runs next).
+        if not state["inside"]:
+            return
         # Raising from a tracer switches tracing off, so each retry installs it again, on the
         # learner's frames only (those above the grader's own).
         state["expired"] = True
@@ -71,7 +75,11 @@ def time_limit(seconds: float) -> Iterator[None]:
     try:
         yield
     finally:
-        state["inside"] = False
+        while state["inside"]:  # a retry may still interrupt us here, once; after this line the handler is inert
+            try:
+                state["inside"] = False
+            except TimeLimitReached:
+                continue
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.setitimer(signal.ITIMER_PROF, 0)
         if state["expired"]:
