@@ -84,6 +84,8 @@ def sparsity_slider(W: Tensor, feature_probability: Tensor, importance: Tensor |
     import ipywidgets as widgets
     from IPython.display import display
 
+    from utils.notebook import interactive_view
+
     W = W.detach().cpu()
     figs = [feature_vectors_figure(W[k], importance=importance,
                                    title=f"instance {k}: feature probability {feature_probability[k].item():.3g}")
@@ -93,7 +95,7 @@ def sparsity_slider(W: Tensor, feature_probability: Tensor, importance: Tensor |
         display(figs[instance])
 
     slider = widgets.IntSlider(value=0, min=0, max=W.shape[0] - 1, description="instance")
-    return widgets.interactive(show, instance=slider)
+    return interactive_view(show, instance=slider)
 
 
 def instances_grid(W: Tensor, feature_probability: Tensor, columns: int = 5, importance: Tensor | None = None):

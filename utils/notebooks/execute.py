@@ -29,6 +29,7 @@ def kernel_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     env.setdefault("MPLBACKEND", "Agg")
+    env.setdefault("COURSE_HEADLESS", "1")  # see utils.notebook.interactive_view
     env.update(extra or {})
     return env
 
