@@ -21,7 +21,6 @@ import importlib
 import os
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,59 +71,9 @@ def nbgrader(*args: str, cwd: Path) -> None:
     # nbgrader runs `alembic` from PATH: put this interpreter's scripts first (venv not activated in CI)
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = kernel_env({"PATH": path, "COURSE_DEVICE": "cpu"})
-    with tempfile.TemporaryFile("w+") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "nbgrader", *args, f"--Execute.timeout={CELL_TIMEOUT}"],
-                                cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-        wake_idle_kernels_until_done(proc)
-        out.seek(0)
-        log = out.read()
-    assert proc.returncode == 0, log[-6000:]
-
-
-def wake_idle_kernels_until_done(proc: subprocess.Popen, every: float = 20.0, idle_for: int = 3) -> None:
-    """Wait for `proc`; meanwhile send a kernel_info request, on a fresh connection, to any of its kernels
-    that has used no CPU for `idle_for` checks in a row.
-
-    On a busy machine ipykernel 7 sometimes leaves an execute request unread on its shell socket
-    (the kernel sits idle while the client waits for the reply: ipykernel issue #1554 describes the
-    mechanism); any new request on the socket makes the kernel read it. A kernel that is merely
-    computing uses CPU and is left alone; one that is idle between cells answers and carries on.
-    """
-    import psutil
-
-    from jupyter_client import BlockingKernelClient
-
-    seen: dict[int, tuple[float, int]] = {}
-    while proc.poll() is None:
-        try:
-            proc.wait(timeout=every)
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            kernels = [c for c in psutil.Process(proc.pid).children(recursive=True) if "ipykernel" in " ".join(c.cmdline())]
-        except psutil.Error:
-            continue
-        for kernel in kernels:
-            try:
-                used = sum(kernel.cpu_times()[:2])
-                cmdline = kernel.cmdline()
-            except psutil.Error:
-                continue
-            last, idle = seen.get(kernel.pid, (-1.0, 0))
-            idle = idle + 1 if abs(used - last) < 0.05 else 0
-            seen[kernel.pid] = (used, idle)
-            if idle >= idle_for and "-f" in cmdline:
-                client = BlockingKernelClient(connection_file=cmdline[cmdline.index("-f") + 1])
-                try:
-                    client.load_connection_file()
-                    client.start_channels()
-                    client.kernel_info(reply=True, timeout=10)
-                except Exception:  # the kernel may have finished meanwhile
-                    pass
-                finally:
-                    client.stop_channels()
-                seen[kernel.pid] = (used, 0)
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args, f"--Execute.timeout={CELL_TIMEOUT}"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=4 * 3600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
 def fill_in(released: nbformat.NotebookNode, solved: nbformat.NotebookNode) -> nbformat.NotebookNode:
