@@ -63,6 +63,7 @@ class Recipe:
     weight_decay: float = 0.01
     notes: dict = field(default_factory=dict)
     loss_fn: Callable[[TransformerBridge, object], torch.Tensor] | None = None
+    evaluate: Callable[[TransformerBridge], dict] | None = None   # held-out results, recorded in the manifest
 
 
 # A vocabulary much larger than the context keeps chance repeats rare, so the copied segment is the
@@ -81,8 +82,17 @@ GPT2_TINY = dict(d_model=128, d_head=32, n_heads=4, n_layers=2, d_mlp=512, n_ctx
 
 def _text_batch(generator: torch.Generator) -> torch.Tensor:
     if not hasattr(_text_batch, "data"):
-        _text_batch.data = torch.tensor(text.CharTokenizer().encode(text.stdlib_docstrings(), prepend_bos=False))
+        _text_batch.data = torch.tensor(text.CharTokenizer().encode(text.corpus("train"), prepend_bos=False))
     return text.text_batch(_text_batch.data, 16, GPT2_TINY["n_ctx"], generator=generator)
+
+
+def _text_heldout(model: TransformerBridge) -> dict:
+    """Held-out loss (nats per character on the test split) of the model and of two count baselines."""
+    train_text, test_text = text.corpus("train"), text.corpus("test")
+    return {"corpus_sha256": text.CORPUS_SHA256, "heldout_nats_per_char": {
+        "model": round(text.model_loss(model, test_text, GPT2_TINY["n_ctx"]), 4),
+        "unigram": round(text.unigram_loss(train_text, test_text), 4),
+        "bigram": round(text.bigram_loss(train_text, test_text), 4)}}
 
 
 IOI_3L = dict(d_model=64, d_head=16, n_heads=4, n_layers=3, d_mlp=256, n_ctx=ioi.SEQ_LEN,
@@ -103,8 +113,9 @@ def _ioi_loss(model: TransformerBridge, batch: ioi.IOIBatch) -> torch.Tensor:
 RECIPES = {
     "attn_only_2l": Recipe(ATTN_ONLY_2L, _induction_batch, steps=3000, lr=3e-3,
                            notes={"data": "copied segments of length 4-19 at random positions (utils.data.induction)"}),
-    "gpt2_tiny": Recipe(GPT2_TINY, _text_batch, steps=1500, lr=2e-3,
-                        notes={"data": "character-level stdlib docstrings (utils.data.text)"}),
+    "gpt2_tiny": Recipe(GPT2_TINY, _text_batch, steps=1500, lr=2e-3, evaluate=_text_heldout,
+                        notes={"data": "character-level docstrings of CPython 3.11's standard library, the train "
+                                       "split (utils.data.text.corpus('train'); held out: whole modules, 10%)"}),
     "ioi_3l": Recipe(IOI_3L, _ioi_batch, steps=400, lr=3e-3, weight_decay=0.05, loss_fn=_ioi_loss,
                      notes={"data": "synthetic IOI prompts, training templates and name pairs (utils.data.ioi); "
                                     "loss on the answer token only"}),
@@ -121,6 +132,8 @@ def train_recipe(name: str, device: str = "cpu", progress: bool = True) -> Trans
     final = sum(losses[-100:]) / len(losses[-100:])
     info = {"steps": recipe.steps, "lr": recipe.lr, "final_loss": round(final, 4),
             "train_seconds": round(time.perf_counter() - start), "torch": torch.__version__, **recipe.notes}
+    if recipe.evaluate is not None:
+        info.update(recipe.evaluate(model))
     path = save_model(name, model.cpu(), recipe.config, info)
     print(f"{name}: final loss {final:.3f}, saved {path}")
     return model
