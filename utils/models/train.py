@@ -95,18 +95,20 @@ def _text_heldout(model: TransformerBridge) -> dict:
         "bigram": round(text.bigram_loss(train_text, test_text), 4)}}
 
 
-IOI_3L = dict(d_model=64, d_head=16, n_heads=4, n_layers=3, d_mlp=256, n_ctx=ioi.SEQ_LEN,
+# Prompts vary in layout (utils.data.ioi), so no position holds the answer; at width 64 the model
+# copied names less reliably for name pairs it never saw together (about 95% held-out accuracy).
+IOI_3L = dict(d_model=96, d_head=24, n_heads=4, n_layers=3, d_mlp=384, n_ctx=ioi.MAX_LEN,
               d_vocab=ioi.WordTokenizer().d_vocab, act_fn="gelu_new", normalization_type="LN", seed=0)
 
 
 def _ioi_batch(generator: torch.Generator) -> ioi.IOIBatch:
-    return ioi.ioi_batch(64, "train", generator=generator)
+    return ioi.ioi_batch(128, "train", generator=generator)
 
 
 def _ioi_loss(model: TransformerBridge, batch: ioi.IOIBatch) -> torch.Tensor:
     """Cross-entropy on the answer token only: the task is to name the indirect object."""
     device = next(model.parameters()).device
-    logits = model(batch.clean.to(device))[:, -1]
+    logits = ioi.logits_at_end(model(batch.clean.to(device)), batch)
     return torch.nn.functional.cross_entropy(logits, batch.io.to(device))
 
 
@@ -116,8 +118,9 @@ RECIPES = {
     "gpt2_tiny": Recipe(GPT2_TINY, _text_batch, steps=1500, lr=2e-3, evaluate=_text_heldout,
                         notes={"data": "character-level docstrings of CPython 3.11's standard library, the train "
                                        "split (utils.data.text.corpus('train'); held out: whole modules, 10%)"}),
-    "ioi_3l": Recipe(IOI_3L, _ioi_batch, steps=400, lr=3e-3, weight_decay=0.05, loss_fn=_ioi_loss,
-                     notes={"data": "synthetic IOI prompts, training templates and name pairs (utils.data.ioi); "
+    "ioi_3l": Recipe(IOI_3L, _ioi_batch, steps=1750, lr=1e-3, weight_decay=0.1, loss_fn=_ioi_loss,
+                     notes={"data": "synthetic IOI prompts of varied layout, training layouts and name pairs "
+                                    "(utils.data.ioi); "
                                     "loss on the answer token only"}),
 }
 
