@@ -14,6 +14,18 @@ import torch
 IN_COLAB = "google.colab" in sys.modules
 
 
+def enable_colab_widgets() -> bool:
+    """In Colab, switch the page to Colab's custom widget manager, without which ipywidgets 8 and
+    third-party widgets (hint buttons, sliders, pickers) may not render; elsewhere do nothing.
+    Returns whether it was switched on. The Colab cell does this too; calling it again is harmless."""
+    if "google.colab" not in sys.modules:
+        return False
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+    return True
+
+
 def device() -> str:
     """'cuda' when a GPU is usable, else 'cpu'; COURSE_DEVICE overrides."""
     return os.environ.get("COURSE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -46,6 +58,10 @@ def interactive_view(fn, **controls):
 def setup(seed: int = 0) -> str:
     """Seed, pick the device, and print one line about the environment; returns the device."""
     seed_everything(seed)
+    enable_colab_widgets()
+    from utils.grading.guidance import install
+
+    install()  # a skipped exercise's NameError / NotImplementedError says which exercise to do
     torch.set_grad_enabled(True)
     if not IN_COLAB and os.environ.get("COURSE_THREADS"):
         torch.set_num_threads(int(os.environ["COURSE_THREADS"]))

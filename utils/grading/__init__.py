@@ -7,12 +7,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from . import hints as _hints
 from . import registry
 from .checker import Checker, grade
-from .feedback import CheckFailed, Result
+from .feedback import CheckFailed, NotAttempted, Result
+from .guidance import reference_used, use_reference
 from .registry import Exercise, Mistake, exercise
 
 
@@ -27,6 +29,13 @@ def check(fn: Callable, exercise_id: str | None = None) -> None:
         raise CheckFailed(f"check() needs the function itself, got {type(fn).__name__}",
                           hint="Pass the function without calling it: check(layer_norm), not check(layer_norm(x)).")
     ex = registry.get(exercise_id) if exercise_id else registry.for_function(getattr(fn, "__name__", ""))
+    if reference_used(fn):
+        failure = NotAttempted(f"{ex.name} is the reference implementation (use_reference)", exercise=ex.id,
+                               hint="Write your own and run this check again.")
+        if os.environ.get("NBGRADER_EXECUTION"):  # a grader run: never worth marks
+            raise failure
+        print(f"⚠ {failure.render()}")  # a learner's run continues past it
+        return
     result = grade(ex, fn, device=_device())
     if result.passed:
         print(result.summary())
@@ -45,5 +54,5 @@ def hints(exercise_id: str) -> None:
     _hints.show_hints(registry.get(exercise_id))
 
 
-__all__ = ["check", "hint", "hints", "exercise", "Mistake", "Checker", "CheckFailed", "Exercise", "Result",
+__all__ = ["check", "hint", "hints", "use_reference", "exercise", "Mistake", "Checker", "CheckFailed", "Exercise", "Result",
            "grade", "registry"]

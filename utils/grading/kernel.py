@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .checker import grade
 from .feedback import ERROR, NOT_ATTEMPTED
+from .guidance import reference_used
 from .registry import get
 
 
@@ -15,6 +16,8 @@ def grade_by_name(exercise_id: str, namespace: dict, cell_error: str | None = No
         return {"exercise": ex.id, "status": ERROR, "detail": f"{ex.name}: {cell_error}"}
     if fn is None:
         return {"exercise": ex.id, "status": NOT_ATTEMPTED, "detail": f"{ex.name} is not defined in the notebook"}
+    if reference_used(fn):
+        return {"exercise": ex.id, "status": NOT_ATTEMPTED, "detail": f"{ex.name} is the reference (use_reference)"}
     if not callable(fn):
         return {"exercise": ex.id, "status": ERROR, "detail": f"{ex.name} is a {type(fn).__name__}, not a function"}
     from utils.notebook import device

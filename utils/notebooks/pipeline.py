@@ -142,10 +142,50 @@ def synced(path: Path) -> nbformat.NotebookNode:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         cell.metadata.pop("execution", None)
-        cell.pop("id", None)
     nb.metadata.pop("widgets", None)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    nb.nbformat, nb.nbformat_minor = 4, 4
+    return as_jupyterlab_saves(nb)
+
+
+# What JupyterLab writes into a notebook it opens with the course kernel (ipykernel's
+# `python3`): a notebook committed with anything else is marked modified as soon as
+# its kernel starts, and closing it asks to save.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+def language_info(version: str | None = None) -> dict:
+    """ipykernel's language_info; `version` is the Python version the kernel reports."""
+    from ipykernel.ipkernel import IPythonKernel
+
+    info = dict(IPythonKernel.language_info)
+    if version is not None:
+        info["version"] = version
+    return info
+
+
+def as_jupyterlab_saves(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """nbformat 4.5 with a stable id on every cell, and the course kernel's metadata.
+
+    Ids already present are kept; a cell without one gets an id derived from its type and
+    source (and a counter for repeats), so syncing twice writes the same file. An existing
+    language_info version is kept too (it is the committer's Python's: JupyterLab replaces
+    it with the running kernel's, so a learner on another Python sees the notebook modified
+    once the kernel starts); a notebook without one gets this interpreter's.
+    """
+    import hashlib
+
+    seen = {cell.get("id") for cell in nb.cells} - {None}
+    for cell in nb.cells:
+        if cell.get("id"):
+            continue
+        digest = hashlib.sha1(f"{cell.cell_type}\n{cell.source}".encode()).hexdigest()
+        n = 0
+        while (new_id := digest[:8] if n == 0 else f"{digest[:8]}-{n}") in seen:
+            n += 1
+        cell["id"] = new_id
+        seen.add(new_id)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["language_info"] = language_info(nb.metadata.get("language_info", {}).get("version"))
+    nb.nbformat, nb.nbformat_minor = 4, 5
     return nb
 
 
@@ -240,10 +280,19 @@ def build(out: Path = ROOT) -> list[Path]:
     return written
 
 
+def synced_index() -> nbformat.NotebookNode:
+    """chapters/index.ipynb with the metadata JupyterLab writes (its content is hand-written)."""
+    return as_jupyterlab_saves(nbformat.read(CHAPTERS / "index.ipynb", as_version=4))
+
+
 def sync_all() -> list[Path]:
     changed = []
     for path in learner_notebooks():
         if not is_synced(path):
             write(synced(path), path)
             changed.append(path)
+    index = CHAPTERS / "index.ipynb"
+    if nbformat.writes(synced_index(), version=4).rstrip() != index.read_text().rstrip():
+        write(synced_index(), index)
+        changed.append(index)
     return changed
