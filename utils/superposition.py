@@ -16,10 +16,17 @@ from tqdm.auto import tqdm
 
 
 def xavier_weights(n_instances: int, rows: int, cols: int, generator: torch.Generator,
-                   device: str | torch.device = "cpu") -> Tensor:
-    """[n_instances, rows, cols] Xavier-normal weights that require grad."""
+                   device: str | torch.device = "cpu", scale: float = 1.0, nonnegative: bool = False) -> Tensor:
+    """[n_instances, rows, cols] Xavier-normal weights that require grad.
+
+    `scale` multiplies them (a small start); with `nonnegative` every weight is replaced by its
+    absolute value (a read-out that starts by writing every output positively).
+    """
     std = (2.0 / (rows + cols)) ** 0.5
-    return (torch.randn(n_instances, rows, cols, generator=generator) * std).to(device).requires_grad_(True)
+    weights = torch.randn(n_instances, rows, cols, generator=generator) * std * scale
+    if nonnegative:
+        weights = weights.abs()
+    return weights.to(device).requires_grad_(True)
 
 
 def zeros(*shape: int, device: str | torch.device = "cpu") -> Tensor:

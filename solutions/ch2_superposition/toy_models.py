@@ -230,19 +230,20 @@ def pair_cosines(
 
 def neuron_forward(
     W: Float[Tensor, "inst neuron feat"],
-    b_hidden: Float[Tensor, "inst neuron"],
-    b_out: Float[Tensor, "inst feat"],
+    b: Float[Tensor, "inst feat"],
     x: Float[Tensor, "batch inst feat"],
 ) -> Float[Tensor, "batch inst feat"]:
-    """The neuron model: h = ReLU(W x + b_hidden), x' = ReLU(W^T h + b_out).
+    """The neuron model: h = ReLU(W x), x' = ReLU(W^T h + b).
 
     The ReLU on the hidden layer acts on each neuron separately, so the standard basis of the
     hidden space becomes special (privileged): rotating W no longer leaves the model unchanged.
+    The hidden layer has no bias, as in Elhage et al. (2022): a bias could lift every
+    pre-activation above zero, and the ReLU would then never act.
     """
-    pre = einops.einsum(W, x, "inst neuron feat, batch inst feat -> batch inst neuron") + b_hidden
+    pre = einops.einsum(W, x, "inst neuron feat, batch inst feat -> batch inst neuron")
     hidden = torch.relu(pre)
     out = einops.einsum(W, hidden, "inst neuron feat, batch inst neuron -> batch inst feat")
-    return torch.relu(out + b_out)
+    return torch.relu(out + b)
 
 
 def neuron_monosemanticity(
@@ -277,28 +278,27 @@ def signed_batch(
 
 def abs_forward(
     W_in: Float[Tensor, "inst neuron feat"],
-    b_in: Float[Tensor, "inst neuron"],
     W_out: Float[Tensor, "inst feat neuron"],
-    b_out: Float[Tensor, "inst feat"],
+    b: Float[Tensor, "inst feat"],
     x: Float[Tensor, "batch inst feat"],
 ) -> Float[Tensor, "batch inst feat"]:
-    """A one-hidden-layer ReLU MLP with a linear read-out, x' = W_out ReLU(W_in x + b_in) + b_out,
-    trained to output |x|.
+    """A one-hidden-layer ReLU MLP trained to output |x|: h = ReLU(W_in x), x' = ReLU(W_out h + b).
 
     Input and output weights are separate (untied): computing |x| needs a neuron for x > 0 and one
-    for x < 0, which read the feature with opposite signs but both write it positively. The
-    non-linearity that does the computing is the hidden ReLU, so the read-out needs none.
+    for x < 0, which read the feature with opposite signs but both write it positively. The hidden
+    ReLU does the computing; the output ReLU, with a negative bias, filters out the interference
+    between features that share neurons, as in the first toy model.
     """
-    pre = einops.einsum(W_in, x, "inst neuron feat, batch inst feat -> batch inst neuron") + b_in
+    pre = einops.einsum(W_in, x, "inst neuron feat, batch inst feat -> batch inst neuron")
     hidden = torch.relu(pre)
-    return einops.einsum(W_out, hidden, "inst feat neuron, batch inst neuron -> batch inst feat") + b_out
+    out = einops.einsum(W_out, hidden, "inst feat neuron, batch inst neuron -> batch inst feat")
+    return torch.relu(out + b)
 
 
 def single_feature_errors(
     W_in: Float[Tensor, "inst neuron feat"],
-    b_in: Float[Tensor, "inst neuron"],
     W_out: Float[Tensor, "inst feat neuron"],
-    b_out: Float[Tensor, "inst feat"],
+    b: Float[Tensor, "inst feat"],
     values: Float[Tensor, "n_values"],
 ) -> Float[Tensor, "inst feat"]:
     """Feed each feature alone (value v, all others 0) for every v in `values`; return, per feature,
@@ -310,7 +310,7 @@ def single_feature_errors(
     eye = torch.eye(n_features, device=W_in.device)
     x = einops.einsum(values, eye, "value, case feat -> value case feat")
     x = einops.repeat(x, "value case feat -> (value case) inst feat", inst=n_instances)
-    out = abs_forward(W_in, b_in, W_out, b_out, x)
+    out = abs_forward(W_in, W_out, b, x)
     own = einops.rearrange(out, "(value case) inst feat -> value case inst feat", value=len(values))
     own = own.diagonal(dim1=1, dim2=3)  # [value, inst, case]: output i when feature i is on
     errors = (own - values.abs()[:, None, None]).abs()

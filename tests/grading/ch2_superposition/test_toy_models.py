@@ -435,33 +435,34 @@ def _pc_manual(W):
 # -- neuron_forward ----------------------------------------------------------------------------------
 
 
-def _nf(W, b_hidden, b_out, x, *, relu_hidden=True, use_bh=True, relu_out=True, use_bo=True):
-    h = torch.einsum("inf,bif->bin", W, x) + (b_hidden if use_bh else 0)
+def _nf(W, b, x, *, relu_hidden=True, relu_out=True, use_b=True, bias_after=False):
+    h = torch.einsum("inf,bif->bin", W, x)
     if relu_hidden:
         h = torch.relu(h)
-    out = torch.einsum("inf,bin->bif", W, h) + (b_out if use_bo else 0)
-    return torch.relu(out) if relu_out else out
+    out = torch.einsum("inf,bin->bif", W, h) + (b if use_b and not bias_after else 0)
+    out = torch.relu(out) if relu_out else out
+    return out + b if bias_after else out
 
 
-def _nf_no_hidden_relu(W, b_hidden, b_out, x):
-    return _nf(W, b_hidden, b_out, x, relu_hidden=False)
+def _nf_no_hidden_relu(W, b, x):
+    return _nf(W, b, x, relu_hidden=False)
 
 
-def _nf_no_hidden_bias(W, b_hidden, b_out, x):
-    return _nf(W, b_hidden, b_out, x, use_bh=False)
+def _nf_no_out_relu(W, b, x):
+    return _nf(W, b, x, relu_out=False)
 
 
-def _nf_no_out_relu(W, b_hidden, b_out, x):
-    return _nf(W, b_hidden, b_out, x, relu_out=False)
+def _nf_no_out_bias(W, b, x):
+    return _nf(W, b, x, use_b=False)
 
 
-def _nf_no_out_bias(W, b_hidden, b_out, x):
-    return _nf(W, b_hidden, b_out, x, use_bo=False)
+def _nf_bias_after_relu(W, b, x):
+    return _nf(W, b, x, bias_after=True)
 
 
-def _nf_matmul(W, b_hidden, b_out, x):
-    h = torch.relu(x.transpose(0, 1) @ W.mT + b_hidden[:, None])
-    return torch.relu(h @ W + b_out[:, None]).transpose(0, 1)
+def _nf_matmul(W, b, x):
+    h = torch.relu(x.transpose(0, 1) @ W.mT)
+    return torch.relu(h @ W + b[:, None]).transpose(0, 1)
 
 
 # -- neuron_monosemanticity -----------------------------------------------------------------------------
@@ -521,68 +522,73 @@ def _sb_uniform_(feature_probability, batch_size, n_features, generator=None):
 # -- abs_forward ----------------------------------------------------------------------------------------
 
 
-def _af(W_in, b_in, W_out, b_out, x, *, relu_hidden=True, use_bo=True, relu_out=False, tied=False):
-    h = torch.einsum("inf,bif->bin", W_in, x) + b_in
+def _af(W_in, W_out, b, x, *, relu_hidden=True, use_b=True, relu_out=True, bias_after=False, tied=False):
+    h = torch.einsum("inf,bif->bin", W_in, x)
     if relu_hidden:
         h = torch.relu(h)
     read = W_in.mT if tied else W_out
-    out = torch.einsum("ifn,bin->bif", read, h) + (b_out if use_bo else 0)
-    return torch.relu(out) if relu_out else out
+    out = torch.einsum("ifn,bin->bif", read, h) + (b if use_b and not bias_after else 0)
+    out = torch.relu(out) if relu_out else out
+    return out + b if bias_after else out
 
 
-def _af_no_hidden_relu(W_in, b_in, W_out, b_out, x):
-    return _af(W_in, b_in, W_out, b_out, x, relu_hidden=False)
+def _af_no_hidden_relu(W_in, W_out, b, x):
+    return _af(W_in, W_out, b, x, relu_hidden=False)
 
 
-def _af_no_out_bias(W_in, b_in, W_out, b_out, x):
-    return _af(W_in, b_in, W_out, b_out, x, use_bo=False)
+def _af_no_out_relu(W_in, W_out, b, x):
+    return _af(W_in, W_out, b, x, relu_out=False)
 
 
-def _af_relu_out(W_in, b_in, W_out, b_out, x):
-    return _af(W_in, b_in, W_out, b_out, x, relu_out=True)
+def _af_no_out_bias(W_in, W_out, b, x):
+    return _af(W_in, W_out, b, x, use_b=False)
 
 
-def _af_tied(W_in, b_in, W_out, b_out, x):
-    return _af(W_in, b_in, W_out, b_out, x, tied=True)
+def _af_bias_after_relu(W_in, W_out, b, x):
+    return _af(W_in, W_out, b, x, bias_after=True)
 
 
-def _af_matmul(W_in, b_in, W_out, b_out, x):
-    h = torch.relu(x.transpose(0, 1) @ W_in.mT + b_in[:, None])
-    return (h @ W_out.mT + b_out[:, None]).transpose(0, 1)
+def _af_tied(W_in, W_out, b, x):
+    return _af(W_in, W_out, b, x, tied=True)
+
+
+def _af_matmul(W_in, W_out, b, x):
+    h = torch.relu(x.transpose(0, 1) @ W_in.mT)
+    return torch.relu(h @ W_out.mT + b[:, None]).transpose(0, 1)
 
 
 # -- single_feature_errors ---------------------------------------------------------------------------
 
 
-def _sfe(W_in, b_in, W_out, b_out, values, *, kind="max"):
+def _sfe(W_in, W_out, b, values, *, kind="max"):
     n_inst, _, n_feat = W_in.shape
     errs = torch.zeros(len(values), n_inst, n_feat)
     for a, v in enumerate(values):
         for i in range(n_feat):
             x = torch.zeros(1, n_inst, n_feat)
             x[0, :, i] = v
-            h = torch.relu(torch.einsum("inf,bif->bin", W_in, x) + b_in)
-            out = torch.einsum("ifn,bin->bif", W_out, h) + b_out
+            h = torch.relu(torch.einsum("inf,bif->bin", W_in, x))
+            out = torch.relu(torch.einsum("ifn,bin->bif", W_out, h) + b)
             target = v if kind == "against v" else v.abs()
             diff = out[0, :, i] - target
             errs[a, :, i] = diff if kind == "signed" else diff.abs()
     return errs.mean(0) if kind == "mean" else errs.max(0).values
 
 
-def _sfe_mean(W_in, b_in, W_out, b_out, values):
-    return _sfe(W_in, b_in, W_out, b_out, values, kind="mean")
+def _sfe_mean(W_in, W_out, b, values):
+    return _sfe(W_in, W_out, b, values, kind="mean")
 
 
-def _sfe_against_v(W_in, b_in, W_out, b_out, values):
-    return _sfe(W_in, b_in, W_out, b_out, values, kind="against v")
+def _sfe_against_v(W_in, W_out, b, values):
+    return _sfe(W_in, W_out, b, values, kind="against v")
 
 
-def _sfe_signed(W_in, b_in, W_out, b_out, values):
-    return _sfe(W_in, b_in, W_out, b_out, values, kind="signed")
+def _sfe_signed(W_in, W_out, b, values):
+    return _sfe(W_in, W_out, b, values, kind="signed")
 
 
-def _sfe_loop(W_in, b_in, W_out, b_out, values):
-    return _sfe(W_in, b_in, W_out, b_out, values)
+def _sfe_loop(W_in, W_out, b, values):
+    return _sfe(W_in, W_out, b, values)
 
 
 VARIANTS = {
@@ -691,9 +697,9 @@ VARIANTS = {
     ],
     "ch2.neuron_forward": [
         Wrong("no hidden ReLU", _nf_no_hidden_relu, mistake="missing hidden ReLU"),
-        Wrong("no hidden bias", _nf_no_hidden_bias, mistake="missing hidden bias"),
         Wrong("no output ReLU", _nf_no_out_relu, mistake="missing output ReLU"),
         Wrong("no output bias", _nf_no_out_bias, mistake="missing output bias"),
+        Wrong("bias added after the ReLU", _nf_bias_after_relu, mistake="bias after the output ReLU"),
         Right("matmul", _nf_matmul),
     ],
     "ch2.neuron_monosemanticity": [
@@ -711,8 +717,9 @@ VARIANTS = {
     ],
     "ch2.abs_forward": [
         Wrong("no hidden ReLU", _af_no_hidden_relu, mistake="missing hidden ReLU"),
+        Wrong("no output ReLU", _af_no_out_relu, mistake="missing output ReLU"),
         Wrong("no output bias", _af_no_out_bias, mistake="missing output bias"),
-        Wrong("ReLU on the output", _af_relu_out, mistake="ReLU on the output"),
+        Wrong("bias added after the ReLU", _af_bias_after_relu, mistake="bias after the output ReLU"),
         Wrong("W_in^T as read-out", _af_tied, mistake="tied weights"),
         Right("matmul", _af_matmul),
     ],

@@ -582,31 +582,34 @@ def test_pair_cosines(check):
 # -- a privileged basis ---------------------------------------------------------------------------------
 
 
-def _neuron_variant(*, relu_hidden=True, b_hidden=True, relu_out=True, b_out=True):
-    def variant(W, bh, bo, x):
-        pre = _hidden(W, x) + (bh if b_hidden else 0)
-        out = _readout(W, torch.relu(pre) if relu_hidden else pre) + (bo if b_out else 0)
-        return torch.relu(out) if relu_out else out
+def _neuron_variant(*, relu_hidden=True, relu_out=True, bias=True, bias_after=False):
+    def variant(W, b, x):
+        pre = _hidden(W, x)
+        out = _readout(W, torch.relu(pre) if relu_hidden else pre)
+        if bias and not bias_after:
+            out = out + b
+        out = torch.relu(out) if relu_out else out
+        return out + b if bias_after else out
     return variant
 
 
 @exercise(difficulty=1, minutes=10, hints=[
-    "Same two products as toy_forward, with a bias and a ReLU on the hidden layer as well.",
-    "h = ReLU(W x + b_hidden) with einsum 'inst neuron feat, batch inst feat -> batch inst neuron'.",
-    "Then ReLU(W^T h + b_out) with 'inst neuron feat, batch inst neuron -> batch inst feat'.",
+    "Same two products as toy_forward, with a ReLU on the hidden layer as well (and no hidden bias).",
+    "h = ReLU(W x) with einsum 'inst neuron feat, batch inst feat -> batch inst neuron'.",
+    "Then ReLU(W^T h + b) with 'inst neuron feat, batch inst neuron -> batch inst feat'.",
 ])
 def test_neuron_forward(check):
     mistakes = [
-        Mistake("missing hidden ReLU", "The hidden layer has its own ReLU: h = ReLU(W x + b_hidden). Without "
-                "it, this is the first model again.", _neuron_variant(relu_hidden=False)),
-        Mistake("missing hidden bias", "Add b_hidden before the hidden ReLU.", _neuron_variant(b_hidden=False)),
-        Mistake("missing output ReLU", "The output keeps its ReLU: ReLU(W^T h + b_out).", _neuron_variant(relu_out=False)),
-        Mistake("missing output bias", "Add b_out before the output ReLU.", _neuron_variant(b_out=False)),
+        Mistake("missing hidden ReLU", "The hidden layer has its own ReLU: h = ReLU(W x). Without it, this is "
+                "the first model again.", _neuron_variant(relu_hidden=False)),
+        Mistake("missing output ReLU", "The output keeps its ReLU: ReLU(W^T h + b).", _neuron_variant(relu_out=False)),
+        Mistake("missing output bias", "Add b before the output ReLU.", _neuron_variant(bias=False)),
+        Mistake("bias after the output ReLU", "Add b *before* the output ReLU: ReLU(W^T h + b).",
+                _neuron_variant(bias_after=True)),
     ]
-    check.case("10 features, 5 neurons", check.randn(3, 5, 10), check.randn(3, 5, scale=0.5),
-               check.randn(3, 10, scale=0.5), check.randn(4, 3, 10).abs(), mistakes=mistakes)
-    check.case("signed inputs", check.randn(2, 3, 4), check.randn(2, 3), check.randn(2, 4), check.randn(5, 2, 4),
-               mistakes=mistakes)
+    check.case("10 features, 5 neurons", check.randn(3, 5, 10), check.randn(3, 10, scale=0.5),
+               check.randn(4, 3, 10).abs(), mistakes=mistakes)
+    check.case("signed inputs", check.randn(2, 3, 4), check.randn(2, 4), check.randn(5, 2, 4), mistakes=mistakes)
 
 
 @exercise(difficulty=1, minutes=10, hints=[
@@ -658,46 +661,50 @@ def test_signed_batch(check):
     _check_generator_use(check, (_P.to(check.device), 50, 4), "same generator seed twice")
 
 
-def _abs_variant(*, relu_hidden=True, b_out=True, relu_out=False, tied=False):
-    def variant(W_in, b_in, W_out, b_out_, x):
-        pre = einops.einsum(W_in, x, "inst neuron feat, batch inst feat -> batch inst neuron") + b_in
+def _abs_variant(*, relu_hidden=True, bias=True, relu_out=True, bias_after=False, tied=False):
+    def variant(W_in, W_out, b, x):
+        pre = einops.einsum(W_in, x, "inst neuron feat, batch inst feat -> batch inst neuron")
         h = torch.relu(pre) if relu_hidden else pre
         read = W_in.transpose(1, 2) if tied else W_out
         out = einops.einsum(read, h, "inst feat neuron, batch inst neuron -> batch inst feat")
-        out = out + (b_out_ if b_out else 0)
-        return torch.relu(out) if relu_out else out
+        if bias and not bias_after:
+            out = out + b
+        out = torch.relu(out) if relu_out else out
+        return out + b if bias_after else out
     return variant
 
 
 @exercise(difficulty=1, minutes=10, hints=[
-    "Two layers with separate weights: hidden = ReLU(W_in x + b_in), then out = W_out hidden + b_out.",
+    "Two layers with separate weights: hidden = ReLU(W_in x), then out = ReLU(W_out hidden + b).",
     "einsum 'inst neuron feat, batch inst feat -> batch inst neuron' for the first layer and "
     "'inst feat neuron, batch inst neuron -> batch inst feat' for the second.",
-    "No ReLU on the output: the hidden ReLU does the computing.",
+    "Both layers end with a ReLU; only the output has a bias, added before its ReLU.",
 ])
 def test_abs_forward(check):
     mistakes = [
-        Mistake("missing hidden ReLU", "Apply a ReLU to the hidden layer: without it the model is linear and "
-                "cannot compute |x|.", _abs_variant(relu_hidden=False)),
-        Mistake("missing output bias", "Add b_out to the output.", _abs_variant(b_out=False)),
-        Mistake("ReLU on the output", "This model's read-out is linear: no ReLU after W_out.",
-                _abs_variant(relu_out=True)),
+        Mistake("missing hidden ReLU", "Apply a ReLU to the hidden layer: without it the model is linear up to "
+                "the output ReLU, and cannot compute |x| for negative x.", _abs_variant(relu_hidden=False)),
+        Mistake("missing output ReLU", "The output has a ReLU too: ReLU(W_out h + b). With a negative bias it "
+                "filters out the interference between features.", _abs_variant(relu_out=False)),
+        Mistake("missing output bias", "Add b before the output ReLU.", _abs_variant(bias=False)),
+        Mistake("bias after the output ReLU", "Add b *before* the output ReLU: ReLU(W_out h + b).",
+                _abs_variant(bias_after=True)),
         Mistake("tied weights", "Read out with W_out, not W_in transposed: this model's two layers have separate "
                 "weights.", _abs_variant(tied=True)),
     ]
-    check.case("8 features, 4 neurons", check.randn(3, 4, 8), check.randn(3, 4, scale=0.3),
-               check.randn(3, 8, 4), check.randn(3, 8, scale=0.3), check.randn(5, 3, 8), mistakes=mistakes)
-    check.case("3 features, 6 neurons", check.randn(2, 6, 3), check.randn(2, 6), check.randn(2, 3, 6),
-               check.randn(2, 3), check.randn(4, 2, 3), mistakes=mistakes)
+    check.case("8 features, 4 neurons", check.randn(3, 4, 8), check.randn(3, 8, 4), check.randn(3, 8, scale=0.3),
+               check.randn(5, 3, 8), mistakes=mistakes)
+    check.case("3 features, 6 neurons", check.randn(2, 6, 3), check.randn(2, 3, 6), check.randn(2, 3),
+               check.randn(4, 2, 3), mistakes=mistakes)
 
 
 def _errors_variant(kind):
-    def variant(W_in, b_in, W_out, b_out, values):
+    def variant(W_in, W_out, b, values):
         n_inst, _, n_feat = W_in.shape
         rows = []
         for v in values:
             x = v * torch.eye(n_feat, device=W_in.device)[:, None, :].expand(n_feat, n_inst, n_feat)
-            out = ref.abs_forward(W_in, b_in, W_out, b_out, x)
+            out = ref.abs_forward(W_in, W_out, b, x)
             own = out.diagonal(dim1=0, dim2=2)  # [inst, feat]
             target = v if kind == "against v" else v.abs()
             rows.append(own - target if kind == "signed" else (own - target).abs())
@@ -723,10 +730,9 @@ def test_single_feature_errors(check):
                 "counts too.", _errors_variant("signed")),
     ]
     values = torch.tensor([-1.0, -0.5, 0.5, 1.0]).to(check.device)
-    check.case("8 features, 4 neurons", check.randn(3, 4, 8), check.randn(3, 4, scale=0.3), check.randn(3, 8, 4),
-               check.randn(3, 8, scale=0.3), values, mistakes=mistakes)
+    check.case("8 features, 4 neurons", check.randn(3, 4, 8), check.randn(3, 8, 4), check.randn(3, 8, scale=0.3),
+               values, mistakes=mistakes)
     W_in = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]).to(check.device)[None]
     W_out = W_in.transpose(1, 2).abs()
-    check.case("a hand-built |x| model", W_in, torch.zeros(1, 4, device=check.device), W_out,
-               torch.zeros(1, 2, device=check.device), torch.tensor([-0.7, 0.3]).to(check.device),
-               mistakes=mistakes)
+    check.case("a hand-built |x| model", W_in, W_out, torch.zeros(1, 2, device=check.device),
+               torch.tensor([-0.7, 0.3]).to(check.device), mistakes=mistakes)
