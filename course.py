@@ -66,6 +66,13 @@ def parallel(extra: list[str]) -> list[str]:
     return ["-n", str(os.cpu_count()), "--dist", "loadgroup", "--no-loadscope-reorder"]
 
 
+def lab_env() -> dict[str, str]:
+    """The environment JupyterLab starts in: utils/jupyter_config/ first on JUPYTER_CONFIG_PATH,
+    which turns nbgrader's JupyterLab and server extensions off for learners (its README says why)."""
+    path = [str(ROOT / "utils" / "jupyter_config"), *filter(None, [os.environ.get("JUPYTER_CONFIG_PATH")])]
+    return {**os.environ, "JUPYTER_CONFIG_PATH": os.pathsep.join(path)}
+
+
 def main(argv: list[str]) -> int:
     command, extra = (argv[0], argv[1:]) if argv else ("lab", [])
     if command not in {"lab", "test", "setup"}:
@@ -73,7 +80,8 @@ def main(argv: list[str]) -> int:
         return 2
     python = setup()
     if command == "lab":
-        return subprocess.call([str(python), "-m", "jupyter", "lab", "chapters/index.ipynb", *extra], cwd=ROOT)
+        return subprocess.call([str(python), "-m", "jupyter", "lab", "chapters/index.ipynb", *extra],
+                               cwd=ROOT, env=lab_env())
     if command == "test":
         return subprocess.call([str(python), "-m", "pytest", *parallel(extra), *extra], cwd=ROOT)
     print(f"Ready: {python}")
