@@ -4,9 +4,11 @@
     python3 course.py lab     # set up, then open JupyterLab on the course index
     python3 course.py test    # set up, then run the whole test suite on every core (extra args go to pytest)
     python3 course.py setup   # set up only
+    python3 course.py colab   # set up, then run the Colab simulation (tests/colab: slow, needs Python 3.12 and 3.13)
 
-Uses only the standard library, so it runs on a fresh Python 3.11 or 3.12.
+Uses only the standard library, so it runs on a fresh Python 3.11, 3.12 or 3.13.
 Re-running is cheap: the install is skipped while pyproject.toml is unchanged.
+COURSE_VENV puts the environment elsewhere (CI keeps a second one for Python 3.13 that way).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def setup() -> Path:
         return python
     if not has_module(python, "torch"):
         run(python, "-m", "pip", "install", "--quiet", TORCH_SPEC)
-    run(python, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]")
+    run(python, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]")   # [test] includes [lab]
     stamp.write_text(wanted)
     return python
 
@@ -75,7 +77,7 @@ def lab_env() -> dict[str, str]:
 
 def main(argv: list[str]) -> int:
     command, extra = (argv[0], argv[1:]) if argv else ("lab", [])
-    if command not in {"lab", "test", "setup"}:
+    if command not in {"lab", "test", "setup", "colab"}:
         print(__doc__)
         return 2
     python = setup()
@@ -84,6 +86,10 @@ def main(argv: list[str]) -> int:
                                cwd=ROOT, env=lab_env())
     if command == "test":
         return subprocess.call([str(python), "-m", "pytest", *parallel(extra), *extra], cwd=ROOT)
+    if command == "colab":
+        env = {**os.environ, "COURSE_COLAB": "1"}
+        return subprocess.call([str(python), "-m", "pytest", "tests/colab", "-p", "no:xdist", "-s", *extra],
+                               cwd=ROOT, env=env)
     print(f"Ready: {python}")
     return 0
 

@@ -12,12 +12,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-LOCAL = {"utils", "solutions", "tests"}
+LOCAL = {"utils", "solutions", "tests"}  # (and google.colab, which only Colab has)
+
+
+def name_of(spec: str) -> str:
+    return re.split(r"[<>=\[ ;]", spec, maxsplit=1)[0].lower().replace("_", "-")
 
 
 def declared() -> dict[str, str]:
-    deps = PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["test"]
-    return {re.split(r"[<>=\[ ;]", d, maxsplit=1)[0].lower().replace("_", "-"): d for d in deps}
+    """Every dependency, the extras' too (the course's reference to its own extra left out)."""
+    deps = PYPROJECT["project"]["dependencies"] + [
+        d for extra in PYPROJECT["project"]["optional-dependencies"].values() for d in extra]
+    return {name_of(d): d for d in deps if name_of(d) != PYPROJECT["project"]["name"]}
 
 
 def imported_distributions() -> dict[str, str]:
@@ -31,7 +37,7 @@ def imported_distributions() -> dict[str, str]:
                     [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
                 for name in names:
                     top = name.split(".")[0]
-                    if top in LOCAL or top in sys.stdlib_module_names:
+                    if top in LOCAL or top in sys.stdlib_module_names or name.startswith("google.colab"):
                         continue
                     for dist in owners.get(top, [top]):
                         found.setdefault(dist.lower().replace("_", "-"), str(path.relative_to(ROOT)))
@@ -45,6 +51,21 @@ def test_every_third_party_import_is_a_declared_dependency():
 
 def test_every_dependency_states_a_lower_bound():
     assert all(">=" in spec for spec in declared().values()), declared()
+
+
+def test_the_base_install_is_what_notebooks_need_and_colab_already_satisfies():
+    """Colab installs only the base list (utils/colab.py), pinning what it ships: so the base list
+    holds no tooling, and each lower bound is met by Colab's own version where Colab has the package."""
+    from tests.colab.runtime import colab_versions
+
+    base = {name_of(d): d for d in PYPROJECT["project"]["dependencies"]}
+    assert not base.keys() & {"jupyterlab", "nbgrader", "pytest", "ipykernel", "nbclient", "nbformat"}
+    colab = colab_versions()
+    version = lambda v: tuple(int(x) for x in re.findall(r"\d+", v)[:3])  # noqa: E731
+    for name, spec in base.items():
+        if name in colab:
+            lower = spec.split(">=", 1)[1].split(",")[0].split()[0]
+            assert version(colab[name]) >= version(lower), f"Colab has {name} {colab[name]}, the course asks {spec}"
 
 
 def test_environment_yml_installs_from_pyproject_not_its_own_list():

@@ -1,0 +1,15 @@
+"""The Colab simulation is slow (a virtual environment of Colab's packages per Python version, torch
+among them): it runs only when asked, `python3 course.py colab` (COURSE_COLAB=1)."""
+
+import os
+
+import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("COURSE_COLAB") == "1":
+        return
+    skip = pytest.mark.skip(reason="the Colab simulation runs with `python3 course.py colab` (COURSE_COLAB=1)")
+    for item in items:
+        if "colab" in item.keywords:
+            item.add_marker(skip)

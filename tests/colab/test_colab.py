@@ -1,0 +1,211 @@
+"""The course in Colab, as closely as this machine can reproduce it.
+
+For Python 3.13 (Colab's default runtime) and 3.12 (its older pinned runtimes): an environment
+holding Colab's versions of the packages the course touches (tests/colab/runtime.py, versions from
+Colab's published list for its Python 3.13 CPU runtime), a stand-in `google.colab` imported at
+kernel start-up as Colab does, and the repository served from a local path in place of GitHub
+(git's `url.<local>.insteadOf`, so the notebook's Colab cell runs exactly as written). A whole
+notebook then runs in a Jupyter kernel of that environment, Colab cell first, and the tests check
+that the course installed, the notebook ran, the widget manager was switched on, the hint widget
+and `interactive_view` work on Colab's ipywidgets 7.7.1, and no preinstalled package moved.
+
+Run with `python3 course.py colab` (about 5 minutes per Python version the first time, when the
+Colab environment is built and cached; 2-3 minutes after that).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tests.colab import runtime
+from utils.notebooks import pipeline
+
+ROOT = pipeline.ROOT
+NOTEBOOK = os.environ.get("COLAB_SIM_NOTEBOOK", "chapters/ch1_transformer_math/build_a_transformer.ipynb")
+VERSIONS = ["3.13", "3.12"]
+
+pytestmark = [pytest.mark.colab, pytest.mark.slow]
+
+# A cell appended to the notebook: a wrong answer to the first exercise, so `check` fails and shows
+# its hint button (an ipywidgets VBox), and a widget built through utils.notebook.interactive_view.
+WIDGET_CELL = textwrap.dedent("""\
+    import ipywidgets, IPython, google.colab.output
+    from utils.notebook import interactive_view
+    view = interactive_view(lambda n: n * 2, n=(0, 4))
+    print("WIDGETS", ipywidgets.__version__, IPython.__version__, type(view).__name__,
+          google.colab.output.enabled)
+    """)
+
+
+def git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory) -> Path:
+    """This working tree as a git repository, tagged with the release the Colab cell asks for."""
+    repo = tmp_path_factory.mktemp("origin") / "mechinterp-course"
+    files = git("ls-files", "--cached", "--others", "--exclude-standard", cwd=ROOT).split("\n")
+    for rel in filter(None, files):
+        if (ROOT / rel).is_file():
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, repo / rel)
+    git("init", "-q", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot", cwd=repo)
+    git("tag", pipeline.colab_ref(), cwd=repo)
+    return repo
+
+
+def colab_kernel_env(origin: Path, home: Path) -> dict[str, str]:
+    """The kernel's environment: IPython's start-up imports google.colab, git fetches the
+    configured URL from `origin`, nothing of this repository's own environment leaks in."""
+    startup = home / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True, exist_ok=True)
+    (startup / "00-colab.py").write_text("import google.colab  # Colab's kernel imports it at start-up\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"PYTHONPATH", "VIRTUAL_ENV", "COURSE_THREADS"} and not k.startswith("PYTEST")}
+    env.update(IPYTHONDIR=str(home / "ipython"), JUPYTER_CONFIG_DIR=str(home / "jupyter"),
+               JUPYTER_DATA_DIR=str(home / "jupyter-data"), COLAB_STANDIN_LOG=str(home / "colab.log"),
+               GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0=f"url.{origin.as_uri()}.insteadOf",
+               GIT_CONFIG_VALUE_0=pipeline.repository_url(), PIP_DISABLE_PIP_VERSION_CHECK="1",
+               COURSE_HEADLESS="1", COURSE_DEVICE="cpu", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               MPLBACKEND="Agg")
+    return env
+
+
+# Runs inside the Colab environment, with Colab's nbclient and ipykernel: executes the notebook in
+# /content-like `cwd` and writes it back with its outputs.
+DRIVER = textwrap.dedent("""\
+    import sys, nbformat
+    from nbclient import NotebookClient
+    src, dst, cwd = sys.argv[1:4]
+    nb = nbformat.read(src, as_version=4)
+    client = NotebookClient(nb, timeout=1200, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": cwd}})
+    try:
+        client.execute()
+    finally:
+        nbformat.write(nb, dst)
+    """)
+
+
+def run_in_colab(python: Path, nb: nbformat.NotebookNode, workdir: Path, env: dict[str, str]) -> nbformat.NotebookNode:
+    src, dst = workdir / "in.ipynb", workdir / "out.ipynb"
+    nbformat.write(nb, src)
+    content = workdir / "content"
+    content.mkdir(exist_ok=True)
+    proc = subprocess.run([python, "-c", DRIVER, src, dst, content], env=env, capture_output=True, text=True,
+                          timeout=1800)
+    assert dst.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return nbformat.read(dst, as_version=4)
+
+
+def text_of(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.output_type == "stream":
+            parts.append(out.text)
+        elif out.output_type == "error":
+            parts.append(f"{out.ename}: {out.evalue}\n" + "\n".join(out.traceback)[-3000:])
+        elif "text/plain" in out.get("data", {}):
+            parts.append(out.data["text/plain"])
+    return "".join(parts)
+
+
+def errors(nb) -> list[str]:
+    return [f"cell {i}: {text_of(c)[-2000:]}" for i, c in enumerate(nb.cells)
+            if any(o.output_type == "error" for o in c.get("outputs", []))]
+
+
+@pytest.fixture(scope="module", params=VERSIONS)
+def colab(request, tmp_path_factory, origin):
+    """Per Python version: the Colab stand-in, a notebook run in it, and what changed."""
+    version = request.param
+    if runtime.interpreter(version) is None:
+        pytest.skip(f"no Python {version} on this machine")
+    started = time.monotonic()
+    base = runtime.base_env(version)
+    built = time.monotonic() - started
+    work = tmp_path_factory.mktemp(f"colab-{version}")
+    python = runtime.session_env(base, work / "env")
+    before = runtime.installed(python)
+    env = colab_kernel_env(origin, work / "home")
+
+    nb = pipeline.solved_notebook(ROOT / NOTEBOOK)
+    nb.cells.append(nbformat.v4.new_code_cell(WIDGET_CELL))
+    ex = next(iter(pipeline.notebook_exercises(ROOT / NOTEBOOK).values()))
+    nb.cells.append(nbformat.v4.new_code_cell(f"def {ex.name}(*args, **kwargs):\n    return None\n\n"
+                                              f"check({ex.name})"))
+    started = time.monotonic()
+    executed = run_in_colab(python, nb, work, env)
+    ran = time.monotonic() - started
+    after = runtime.installed(python)
+    print(f"\nColab {version}: environment ready in {built:.0f} s, notebook with install in {ran:.0f} s")
+    return dict(version=version, python=python, work=work, env=env, nb=executed, before=before,
+                after=after, log=work / "home" / "colab.log")
+
+
+def test_the_environment_is_colabs(colab):
+    pins = runtime.colab_versions()
+    for name in ["torch", "ipython", "ipykernel", "ipywidgets", "traitlets", "jupyter-client", "numpy",
+                 "transformers"]:
+        assert colab["before"][name].split("+")[0] == pins[name], name
+    assert colab["before"]["ipywidgets"] == "7.7.1"
+
+
+def test_the_colab_cell_installs_the_course_and_says_so(colab):
+    out = text_of(colab["nb"].cells[1])
+    assert "Colab set-up: fetching" in out and pipeline.colab_ref() in out, out
+    assert "Colab set-up: installed the course" in out, out
+    assert "none of the" in out and "preinstalled packages changed" in out, out
+    assert "Colab set-up: done" in out, out
+    assert (colab["work"] / "content" / "mechinterp-course" / ".colab-done").read_text() == pipeline.colab_ref()
+    assert "transformer-lens" in colab["after"] and "mechinterp-course" in colab["after"]
+
+
+def test_the_whole_notebook_runs(colab):
+    assert not errors(colab["nb"]), "\n".join(errors(colab["nb"]))
+    assert "Course ready (Colab" in "".join(text_of(c) for c in colab["nb"].cells)
+
+
+def test_no_preinstalled_package_changes_version(colab):
+    moved = {name: (v, colab["after"].get(name)) for name, v in colab["before"].items()
+             if colab["after"].get(name) != v}
+    assert not moved, moved
+
+
+def test_widgets_use_colabs_manager_and_ipywidgets_7(colab):
+    assert "enable_custom_widget_manager" in colab["log"].read_text()
+    widget_out = text_of(colab["nb"].cells[-2])
+    assert "WIDGETS 7.7.1 7.34.0 interactive True" in widget_out, widget_out
+    hint = colab["nb"].cells[-1]
+    views = [o for o in hint.outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert views, "a failed check shows its hint button: " + text_of(hint)
+
+
+def test_a_failed_set_up_is_redone_and_a_done_one_is_not(colab):
+    clone = colab["work"] / "content" / "mechinterp-course"
+    cell = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(pipeline.colab_cell_source())])
+    again = run_in_colab(colab["python"], cell, colab["work"], colab["env"])
+    assert "already installed" in text_of(again.cells[0]) and not errors(again)
+    (clone / ".colab-done").unlink()  # as if the install had been interrupted
+    (clone / "half-written").write_text("")
+    redo = run_in_colab(colab["python"], cell, colab["work"], colab["env"])
+    assert "Colab set-up: fetching" in text_of(redo.cells[0]) and not errors(redo), text_of(redo.cells[0])
+    assert not (clone / "half-written").exists() and (clone / ".colab-done").exists()
+    assert runtime.installed(colab["python"]) == colab["after"]
+
+
+def test_the_notebooks_colab_cell_is_the_one_run_here():
+    for path in pipeline.learner_notebooks():
+        assert nbformat.read(path, as_version=4).cells[1].source == pipeline.colab_cell_source(), path
