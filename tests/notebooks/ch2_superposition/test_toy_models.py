@@ -53,6 +53,8 @@ READ = {
     "abs_features_per_neuron": "abs_features_per_neuron",
     "abs_neurons_per_feature": "abs_neurons_per_feature",
     "abs_dense_errors": "errors_abs[0].tolist()",
+    "abs_dense_signs": "[sorted(W_in[0, takes_part[0, :, i], i].sign().tolist()) "
+                       "for i in range(N_AF) if computed_abs[0, i]]",
 }
 
 
@@ -181,6 +183,8 @@ def test_abs_model_dense_computes_exactly_half_as_many_features_as_neurons(value
     assert values["abs_computed"][0] == values["abs_neurons"] // 2
     assert values["abs_features_per_neuron"][0] == [1] * values["abs_neurons"]
     assert values["abs_neurons_per_feature"][0] == [2] * (values["abs_neurons"] // 2)
+    # "one reads +x, the other -x"
+    assert values["abs_dense_signs"] == [[-1.0, 1.0]] * (values["abs_neurons"] // 2), values["abs_dense_signs"]
     # the dropped features are really dropped, not half computed
     assert sum(e > 0.4 for e in values["abs_dense_errors"]) == values["abs_features"] - values["abs_neurons"] // 2
 
