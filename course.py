@@ -25,6 +25,9 @@ VENV = Path(os.environ.get("COURSE_VENV", ROOT / ".venv"))
 # The CPU build keeps a fresh install small; set COURSE_TORCH="torch" (or a CUDA
 # build's spec) to let pip choose. pyproject.toml only states the lower bound.
 TORCH_SPEC = os.environ.get("COURSE_TORCH", "torch==2.13.0")
+# What to install besides the notebooks' own dependencies (pyproject.toml's extras): JupyterLab and
+# nbgrader, and the test suite. CI's Python 3.13 run needs only "test".
+EXTRAS = os.environ.get("COURSE_EXTRAS", "lab,test")
 
 
 def venv_python() -> Path:
@@ -50,12 +53,12 @@ def setup() -> Path:
         venv.EnvBuilder(with_pip=True).create(VENV)
     python = venv_python()
     stamp = VENV / ".course-installed"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + EXTRAS.encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == wanted and has_module(python, "utils.grading"):
         return python
     if not has_module(python, "torch"):
         run(python, "-m", "pip", "install", "--quiet", TORCH_SPEC)
-    run(python, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[test]")   # [test] includes [lab]
+    run(python, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[{EXTRAS}]")
     stamp.write_text(wanted)
     return python
 

@@ -60,6 +60,7 @@ def test_the_base_install_is_what_notebooks_need_and_colab_already_satisfies():
 
     base = {name_of(d): d for d in PYPROJECT["project"]["dependencies"]}
     assert not base.keys() & {"jupyterlab", "nbgrader", "pytest", "ipykernel", "nbclient", "nbformat"}
+    assert "lab,test" in (ROOT / "course.py").read_text()
     colab = colab_versions()
     version = lambda v: tuple(int(x) for x in re.findall(r"\d+", v)[:3])  # noqa: E731
     for name, spec in base.items():
@@ -70,7 +71,7 @@ def test_the_base_install_is_what_notebooks_need_and_colab_already_satisfies():
 
 def test_environment_yml_installs_from_pyproject_not_its_own_list():
     text = (ROOT / "environment.yml").read_text()
-    assert "-e .[test]" in text
+    assert "-e .[lab,test]" in text
     assert not any(name in text for name in ("torch", "transformer-lens", "nbgrader"))
 
 
