@@ -87,8 +87,9 @@ def test_circuitsvis_renders_attention_patterns_as_offline_html(executed):
             for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
     renders = [h for h in html if "AttentionPatterns" in h]
     assert len(renders) == 2, "one attention-pattern render per layer"
-    # offline, circuitsvis inlines its bundled JavaScript instead of loading it from a CDN
+    # offline: no CDN; the bundle is loaded once per page from JupyterLab (utils.vis), not saved in each output
     assert all("<script" in h and "unpkg.com" not in h for h in renders)
+    assert all(len(h) < 50_000 and "mechinterp-course-static" in h for h in renders)
 
 
 def test_layer0_has_a_previous_token_head(values):
