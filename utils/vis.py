@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -82,7 +82,7 @@ def install_bundle() -> Path | None:
             text = bundle_source().read_text(encoding="utf-8")
             # The source map is not shipped: without this line the browser asks for it and logs a 404.
             text = "\n".join(line for line in text.splitlines() if not line.startswith("//# sourceMappingURL"))
-            partial = target.with_suffix(".partial")
+            partial = target.with_suffix(f".{os.getpid()}.partial")   # kernels may copy it at once
             partial.write_text(text, encoding="utf-8")
             partial.replace(target)
             return target
