@@ -101,3 +101,33 @@ def test_index_and_readme_link_every_learner_notebook():
     for path in NOTEBOOKS:
         assert path.relative_to(pipeline.CHAPTERS).as_posix() in index
         assert path.relative_to(pipeline.ROOT).as_posix() in readme
+
+
+@pytest.mark.parametrize("path", [*NOTEBOOKS, pipeline.CHAPTERS / "index.ipynb"], ids=[*IDS, "index.ipynb"])
+def test_notebooks_carry_what_jupyterlab_writes(path):
+    """nbformat 4.5, unique cell ids, the course kernel's metadata: JupyterLab opens them unmodified."""
+    nb = nbformat.read(path, as_version=4)
+    assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
+    ids = [c.get("id") for c in nb.cells]
+    assert all(ids) and len(set(ids)) == len(ids)
+    assert nb.metadata["kernelspec"] == pipeline.KERNELSPEC
+    info = dict(nb.metadata["language_info"])
+    assert info.pop("version") and info == {k: v for k, v in pipeline.language_info().items() if k != "version"}
+    assert nbformat.writes(pipeline.as_jupyterlab_saves(nb), version=4).rstrip() == path.read_text().rstrip()
+
+
+def test_sync_keeps_ids_and_gives_new_cells_stable_ones():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("a"), nbformat.v4.new_code_cell("x = 1"),
+                                         nbformat.v4.new_code_cell("x = 1")])
+    nb.cells[0].id = "kept"
+    for cell in nb.cells[1:]:
+        del cell["id"]
+    first = pipeline.as_jupyterlab_saves(nb)
+    ids = [c.id for c in first.cells]
+    assert ids[0] == "kept" and len(set(ids)) == 3
+    again = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("a"), nbformat.v4.new_code_cell("x = 1"),
+                                            nbformat.v4.new_code_cell("x = 1")])
+    again.cells[0].id = "kept"
+    for cell in again.cells[1:]:
+        del cell["id"]
+    assert [c.id for c in pipeline.as_jupyterlab_saves(again).cells] == ids
