@@ -12,8 +12,8 @@ headers are stripped on loading; only the docstrings reach the model.
 Held out ("test" split): whole top-level modules and packages (`email/` and everything under it
 is one unit). The units are visited in the order of the sha256 of their name, and each is held out
 if the held-out text stays within `HELD_OUT_SHARE` (10%) of the characters; everything else is the
-"train" split. The model never trains
-on a held-out unit, so its loss there measures what generalises beyond the modules it read.
+"train" split. The model never trains on a held-out unit, so its loss there measures what
+generalises beyond the modules it read.
 
 Regenerating the file (a maintainer's job, not a learner's): `python -m utils.data.text build`
 reads the running interpreter's standard library with `build_corpus` and rewrites the file; then

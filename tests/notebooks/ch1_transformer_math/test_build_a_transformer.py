@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 
 import pytest
 
@@ -91,6 +92,25 @@ def test_greedy_generation_equals_the_models_and_is_printed(executed):
     assert values["greedy_text"].startswith(values["prompt"])
     assert len(values["greedy_text"]) == len(values["prompt"]) + values["n_new"]
     assert repr(values["greedy_text"]) in printed
+
+
+def _loops(text: str, length: int = 10, times: int = 3) -> bool:
+    """Some stretch of `length` characters occurs at least `times` times (without overlapping)."""
+    return any(text.count(text[i:i + length]) >= times for i in range(len(text) - length))
+
+
+def _odd_share(text: str) -> float:
+    """The share of characters that are not lowercase letters, spaces, or common punctuation."""
+    return sum(c not in string.ascii_lowercase + " .,\n" for c in text) / len(text)
+
+
+def test_greedy_loops_and_a_high_temperature_drifts_into_nonsense(executed):
+    """The prose: greedy decoding soon walks into a loop; T = 1.5 drifts into nonsense."""
+    values = executed.values
+    new = {name: text[len(values["prompt"]):] for name, text in values["samples"].items()}
+    assert _loops(values["greedy_text"][len(values["prompt"]):])
+    assert not any(_loops(text) for text in new.values())
+    assert _odd_share(new["T=1.5, top_k=None"]) > 2 * _odd_share(new["T=0.5, top_k=None"]) + 0.1
 
 
 def test_sampled_texts_are_the_ones_printed(executed):
