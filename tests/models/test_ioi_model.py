@@ -87,3 +87,24 @@ def test_the_flip_corruption_reverses_the_answer(model):
     batch = ioi.ioi_batch(300, "test", "flip", generator=torch.Generator().manual_seed(9))
     _, flipped = _run(model, batch)
     assert (flipped.argmax(-1) == batch.s).float().mean() >= 0.95
+
+
+def test_the_circuit_the_notebook_describes(model):
+    """4.1 section 7: no duplicate-token, induction or name mover heads; heads 0.0 and 0.2 look from S2 at the
+    other name; every layer-1 head attends from the end to S2, repeated or not (it finds the last name)."""
+    batch = ioi.ioi_batch(64, "test", generator=torch.Generator().manual_seed(0), layout=0)
+    rows = torch.arange(len(batch))
+    with torch.no_grad():
+        _, clean = model.run_with_cache(batch.clean)
+        _, abc = model.run_with_cache(batch.corrupted)
+    attention = lambda cache, layer, query, key: cache[f"blocks.{layer}.attn.hook_pattern"][rows, :, query, key].mean(0)
+    for layer in range(model.cfg.n_layers):
+        assert attention(clean, layer, batch.s2_pos, batch.s1_pos).max() < 0.3, "a duplicate-token head"
+        assert attention(clean, layer, batch.s2_pos, batch.s1_pos + 1).max() < 0.3, "an induction head"
+        to_io = attention(clean, layer, batch.end, batch.io_pos)
+        to_s = attention(clean, layer, batch.end, batch.s1_pos) + attention(clean, layer, batch.end, batch.s2_pos)
+        assert not ((to_io > 0.3) & (to_io > 2 * to_s)).any(), "a head that prefers IO at the end (name mover)"
+    other_name = attention(clean, 0, batch.s2_pos, batch.io_pos) > 2 * attention(clean, 0, batch.s2_pos, batch.s1_pos)
+    assert other_name[[0, 2]].all()
+    assert (attention(clean, 1, batch.end, batch.s2_pos) > 0.95).all()
+    assert (attention(abc, 1, batch.end, batch.s2_pos) > 0.9).all()
