@@ -54,6 +54,8 @@ READ = {
     "minimality": "[v for v in minimality.values()]",
     "completeness": "[list(v) for v in completeness.values()]",
     "n_heads_total": "n_layers * n_heads",
+    "ablation_at_worst": "{k: v[worst].item() for k, v in ablation_drop.items()}",
+    "worst_head": "list(worst)",
 }
 
 
@@ -129,6 +131,15 @@ def test_the_presented_circuit_is_faithful(values):
     assert values["faithfulness"] >= 0.8
     assert values["faithfulness_everyone_else_ablated"] >= 0.8
     assert values["nothing"] < 0.3
+
+
+def test_the_questions_answers_hold(values):
+    """The predict-then-run answers: resample hurts the name-copying head 0.0 most; the layer-2 S2 movers
+    that take over are outside the circuit."""
+    assert values["worst_head"] == [0, 0]
+    drops = values["ablation_at_worst"]
+    assert drops["resample"] > 2 * drops["mean"]
+    assert all(layer < 2 for layer, _ in values["circuit"])
 
 
 def test_minimality_and_completeness_as_the_notebook_reports(values):
