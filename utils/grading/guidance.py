@@ -45,9 +45,7 @@ def reference_used(fn: Callable) -> str | None:
 def _exercise_named(name: str) -> registry.Exercise | None:
     """The exercise whose function is `name`; a quick look at the grader sources first, so that an
     ordinary typo does not wait for every grader to load."""
-    pattern = re.compile(rf"^def test_{re.escape(name)}\(", flags=re.MULTILINE)
-    sources = (registry.ROOT / (module.replace(".", "/") + ".py") for module in registry._grader_modules())
-    if not any(pattern.search(path.read_text()) for path in sources):
+    if not registry.grader_modules_for(name):
         return None
     try:
         return registry.for_function(name)

@@ -151,15 +151,20 @@ def get(exercise_id: str) -> Exercise:
     raise KeyError(f"no exercise {exercise_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
 
 
+def grader_modules_for(name: str) -> list[str]:
+    """Grader modules that define `test_<name>`, found by reading their sources (nothing is imported)."""
+    pattern = re.compile(rf"^def test_{re.escape(name)}\(", flags=re.MULTILINE)
+    return [module for module in _grader_modules()
+            if pattern.search((ROOT / (module.replace(".", "/") + ".py")).read_text())]
+
+
 def for_function(name: str) -> Exercise:
     """The exercise whose function is called `name` (names are unique across the course).
 
     Only the grader module that defines `test_<name>` is imported (found by reading the sources),
     so a learner's first check does not wait for every chapter's graders."""
     if not any(ex.name == name for ex in _EXERCISES.values()):
-        pattern = re.compile(rf"^def test_{re.escape(name)}\(", flags=re.MULTILINE)
-        _load_modules([module for module in _grader_modules()
-                       if pattern.search((ROOT / (module.replace(".", "/") + ".py")).read_text())])
+        _load_modules(grader_modules_for(name))
     matches = [ex for ex in _EXERCISES.values() if ex.name == name]
     if len(matches) != 1:
         matches = [ex for ex in load_all().values() if ex.name == name]
