@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens import TransformerBridge
 
-from utils.data import induction, ioi, text
+from utils.data import induction, ioi, othello, text
 from utils.models import build_model, save_model
 
 
@@ -112,6 +112,39 @@ def _ioi_loss(model: TransformerBridge, batch: ioi.IOIBatch) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(logits, batch.io.to(device))
 
 
+# The board is the ground truth chapter 6 probes for; the output covers the 36 squares only.
+OTHELLO_4L = dict(d_model=96, d_head=24, n_heads=4, n_layers=4, d_mlp=384, n_ctx=othello.MAX_MOVES,
+                  d_vocab=othello.D_VOCAB, d_vocab_out=othello.N_SQUARES, act_fn="gelu_new",
+                  normalization_type="LN", seed=0)
+
+
+def _othello_batch(generator: torch.Generator) -> othello.Games:
+    return othello.random_games(128, generator=generator)
+
+
+def othello_loss(logits: torch.Tensor, games: othello.Games) -> torch.Tensor:
+    """Cross-entropy against the uniform distribution over the legal next moves.
+
+    Random play picks each legal move with equal chance, so this is the expected next-move loss
+    (what a model trained on the played moves minimises) with less noise per game."""
+    target = games.legal.float() / games.legal.sum(dim=-1, keepdim=True).clamp(min=1)
+    per_position = -(target.to(logits.device) * logits.log_softmax(dim=-1)).sum(dim=-1)
+    return per_position[games.predictable.to(logits.device)].mean()
+
+
+def _othello_loss(model: TransformerBridge, games: othello.Games) -> torch.Tensor:
+    return othello_loss(model(games.moves.to(next(model.parameters()).device)), games)
+
+
+def _othello_heldout(model: TransformerBridge) -> dict:
+    """How often the top prediction is a legal move, on 2,000 games the training stream never drew."""
+    games = othello.random_games(2000, generator=torch.Generator().manual_seed(othello.HELDOUT_SEED))
+    with torch.no_grad():
+        top = model(games.moves).argmax(dim=-1)
+    legal = games.legal.gather(-1, top[..., None])[..., 0]
+    return {"heldout_top1_legal": round(legal[games.predictable].float().mean().item(), 4)}
+
+
 RECIPES = {
     "attn_only_2l": Recipe(ATTN_ONLY_2L, _induction_batch, steps=3000, lr=3e-3,
                            notes={"data": "copied segments of length 4-19 at random positions (utils.data.induction)"}),
@@ -122,6 +155,11 @@ RECIPES = {
                      notes={"data": "synthetic IOI prompts of varied layout, training layouts and name pairs "
                                     "(utils.data.ioi); "
                                     "loss on the answer token only"}),
+    "othello_4l": Recipe(OTHELLO_4L, _othello_batch, steps=3000, lr=2e-3, loss_fn=_othello_loss,
+                         evaluate=_othello_heldout,
+                         notes={"data": "random legal 6x6 Othello games stopped at the first pass "
+                                        "(utils.data.othello); loss against the uniform distribution over "
+                                        "the legal next moves"}),
 }
 
 

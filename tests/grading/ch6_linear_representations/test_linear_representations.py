@@ -1,0 +1,713 @@
+"""Learner variants for the 6.1 "Linear representations" graders."""
+
+import einops
+import torch
+import torch.nn.functional as F
+
+from tests.grading.variants import Right, Wrong, test_variant_is_graded_as_expected  # noqa: F401 (runs VARIANTS)
+
+# -- to_mine_theirs ---------------------------------------------------------------------------
+
+
+def _mt_just_moved(boards):
+    sign = torch.tensor([1 if t % 2 == 0 else -1 for t in range(boards.shape[1])])
+    return boards * sign[None, :, None]
+
+
+def _mt_constant(boards):
+    return boards * -1
+
+
+def _mt_identity(boards):
+    return boards.clone()
+
+
+def _mt_loop(boards):
+    out = boards.clone()
+    for t in range(boards.shape[1]):
+        out[:, t] = boards[:, t] * (-1 if t % 2 == 0 else 1)
+    return out
+
+
+def _mt_pow(boards):
+    t = torch.arange(boards.shape[1])
+    return boards * (-1) ** (t + 1)[None, :, None]
+
+
+# -- state_classes ---------------------------------------------------------------------------
+
+
+def _sc_plus_one(boards):
+    return boards + 1
+
+
+def _sc_swapped(boards):
+    out = torch.zeros_like(boards)
+    out[boards == 1] = 2
+    out[boards == -1] = 1
+    return out
+
+
+def _sc_abs(boards):
+    return torch.abs(boards)
+
+
+def _sc_mod(boards):
+    return boards % 3
+
+
+def _sc_masks(boards):
+    return (boards == 1).long() + 2 * (boards == -1).long()
+
+
+# -- top1_legal_rate -------------------------------------------------------------------------
+
+
+def _t1_all_positions(logits, legal):
+    best = logits.argmax(dim=-1)
+    return legal.gather(-1, best.unsqueeze(-1)).float().mean().item()
+
+
+def _t1_mass(logits, legal):
+    probs = logits.softmax(-1)
+    keep = legal.any(-1)
+    return (probs * legal.float()).sum(-1)[keep].mean().item()
+
+
+def _t1_tensor(logits, legal):
+    best = logits.argmax(dim=-1)
+    hit = legal.gather(-1, best.unsqueeze(-1)).squeeze(-1)
+    return hit[legal.any(-1)].float().mean()
+
+
+def _t1_one_hot(logits, legal):
+    pick = F.one_hot(logits.argmax(-1), logits.shape[-1]).bool()
+    hits = (pick & legal).any(-1)
+    mask = legal.sum(-1) > 0
+    return (hits.sum() / mask.sum()).item()
+
+
+# -- probe_logits ---------------------------------------------------------------------------
+
+
+def _pl_no_bias(resid, W, b):
+    return torch.einsum("nd,dsc->nsc", resid, W)
+
+
+def _pl_softmax(resid, W, b):
+    return (torch.einsum("nd,dsc->nsc", resid, W) + b).softmax(dim=-1)
+
+
+def _pl_bias_on_resid(resid, W, b):
+    return torch.einsum("nd,dsc->nsc", resid, W) + b.sum()
+
+
+def _pl_reshape(resid, W, b):
+    d, s, c = W.shape
+    return (resid @ W.reshape(d, s * c)).reshape(-1, s, c) + b
+
+
+# -- probe_loss ----------------------------------------------------------------------------
+
+
+def _loss_sum_squares(logits, labels):
+    return sum(F.cross_entropy(logits[:, q], labels[:, q]) for q in range(logits.shape[1]))
+
+
+def _loss_nll_raw(logits, labels):
+    return F.nll_loss(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+def _loss_square_softmax(logits, labels):
+    logp = F.log_softmax(logits, dim=1)
+    return -logp.gather(2, labels.unsqueeze(2)).mean()
+
+
+def _loss_permute(logits, labels):
+    return F.cross_entropy(logits.permute(0, 2, 1), labels)
+
+
+def _loss_manual(logits, labels):
+    logp = logits.log_softmax(-1)
+    return -logp.gather(-1, labels[..., None]).mean()
+
+
+# -- probe_accuracy ------------------------------------------------------------------------
+
+
+def _acc_scalar(logits, labels):
+    return (logits.argmax(-1) == labels).float().mean()
+
+
+def _acc_per_sample(logits, labels):
+    return (logits.argmax(-1) == labels).float().mean(1)
+
+
+def _acc_loop(logits, labels):
+    preds = logits.argmax(-1)
+    return torch.stack([(preds[:, q] == labels[:, q]).float().mean() for q in range(labels.shape[1])])
+
+
+# -- train_probe -----------------------------------------------------------------------------
+
+
+def _tp(resid, labels, n_classes=3, steps=200, lr=0.05, *, step=True, detach=True, grad_on_resid=False):
+    W = torch.zeros(resid.shape[1], labels.shape[1], n_classes, requires_grad=True)
+    b = torch.zeros(labels.shape[1], n_classes, requires_grad=True)
+    opt = torch.optim.Adam([W, b], lr=lr)
+    for _ in range(steps):
+        logits = torch.einsum("nd,dsc->nsc", resid, W) + b
+        loss = F.cross_entropy(logits.reshape(-1, n_classes), labels.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        if step:
+            opt.step()
+    return (W.detach(), b.detach()) if detach else (W, b)
+
+
+def _tp_no_step(resid, labels, n_classes=3, steps=200, lr=0.05):
+    return _tp(resid, labels, n_classes, steps, lr, step=False)
+
+
+def _tp_not_detached(resid, labels, n_classes=3, steps=200, lr=0.05):
+    return _tp(resid, labels, n_classes, steps, lr, detach=False)
+
+
+def _tp_few_steps(resid, labels, n_classes=3, steps=200, lr=0.05):
+    return _tp(resid, labels, n_classes, 3, lr)
+
+
+def _tp_sgd(resid, labels, n_classes=3, steps=200, lr=0.05):
+    W = torch.zeros(resid.shape[1], labels.shape[1], n_classes, requires_grad=True)
+    b = torch.zeros(labels.shape[1], n_classes, requires_grad=True)
+    opt = torch.optim.SGD([W, b], lr=lr)
+    for _ in range(steps):
+        loss = F.cross_entropy((torch.einsum("nd,dsc->nsc", resid, W) + b).reshape(-1, n_classes), labels.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return W.detach(), b.detach()
+
+
+def _tp_module(resid, labels, n_classes=3, steps=200, lr=0.05):
+    linear = torch.nn.Linear(resid.shape[1], labels.shape[1] * n_classes)
+    torch.nn.init.zeros_(linear.weight)
+    torch.nn.init.zeros_(linear.bias)
+    opt = torch.optim.Adam(linear.parameters(), lr=lr)
+    for _ in range(steps):
+        logits = linear(resid).reshape(len(resid), labels.shape[1], n_classes)
+        loss = F.cross_entropy(logits.permute(0, 2, 1), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    W = linear.weight.detach().T.reshape(resid.shape[1], labels.shape[1], n_classes)
+    return W, linear.bias.detach().reshape(labels.shape[1], n_classes)
+
+
+# -- control_labels --------------------------------------------------------------------------
+
+
+def _cl_by_sample(moves, table):
+    return table[torch.arange(len(moves)) % table.shape[0]]
+
+
+def _cl_transposed(moves, table):
+    return table[moves].T
+
+
+def _cl_index_select(moves, table):
+    return torch.index_select(table, 0, moves)
+
+
+def _cl_gather(moves, table):
+    rows = moves[:, None].expand(-1, table.shape[1])
+    return table.gather(0, rows)
+
+
+# -- position_baseline --------------------------------------------------------------------
+
+
+def _pb(train, test, vtr, vte, n_classes=3, *, mask_train=True, mask_test=True, per_move=True, on_test=False):
+    source, source_valid = (test, vte) if on_test else (train, vtr)
+    counts = F.one_hot(source, n_classes).float()
+    if mask_train:
+        counts = counts * source_valid[..., None, None]
+    counts = counts.sum(0)
+    if not per_move:
+        counts = counts.sum(0, keepdim=True).expand_as(counts)
+    guess = counts.argmax(-1)
+    correct = (test == guess).float()
+    if mask_test:
+        return (correct * vte[..., None]).sum((0, 1)) / vte.sum()
+    return correct.mean((0, 1))
+
+
+def _pb_unmasked(train, test, vtr, vte, n_classes=3):
+    return _pb(train, test, vtr, vte, n_classes, mask_train=False)
+
+
+def _pb_all_test(train, test, vtr, vte, n_classes=3):
+    return _pb(train, test, vtr, vte, n_classes, mask_test=False)
+
+
+def _pb_per_square(train, test, vtr, vte, n_classes=3):
+    return _pb(train, test, vtr, vte, n_classes, per_move=False)
+
+
+def _pb_on_test(train, test, vtr, vte, n_classes=3):
+    return _pb(train, test, vtr, vte, n_classes, on_test=True)
+
+
+def _pb_loops(train, test, vtr, vte, n_classes=3):
+    n_moves, n_squares = train.shape[1], train.shape[2]
+    guess = torch.zeros(n_moves, n_squares, dtype=torch.long)
+    for t in range(n_moves):
+        for q in range(n_squares):
+            values = train[:, t, q][vtr[:, t]]
+            guess[t, q] = torch.bincount(values, minlength=n_classes).argmax()
+    hits = (test == guess) & vte[..., None]
+    return hits.sum((0, 1)) / vte.sum()
+
+
+# -- class_direction -----------------------------------------------------------------------
+
+
+def _cd_reversed(W, square, source, target):
+    d = W[:, square, source] - W[:, square, target]
+    return d / d.norm()
+
+
+def _cd_raw(W, square, source, target):
+    return W[:, square, target] - W[:, square, source]
+
+
+def _cd_target_only(W, square, source, target):
+    return F.normalize(W[:, square, target], dim=0)
+
+
+def _cd_normalize(W, square, source, target):
+    return F.normalize(W[:, square, target] - W[:, square, source], dim=0)
+
+
+# -- reflect_along -----------------------------------------------------------------------
+
+
+def _ra_raw(resid, direction):
+    return resid - 2 * (resid @ direction).unsqueeze(-1) * direction
+
+
+def _ra_project(resid, direction):
+    u = direction / direction.norm()
+    return resid - (resid @ u).unsqueeze(-1) * u
+
+
+def _ra_component(resid, direction):
+    u = direction / direction.norm()
+    return -(resid @ u).unsqueeze(-1) * u
+
+
+def _ra_householder(resid, direction):
+    u = direction / direction.norm()
+    H = torch.eye(len(u)) - 2 * torch.outer(u, u)
+    return resid @ H
+
+
+# -- intervene ------------------------------------------------------------------------------
+
+
+def _iv(model, moves, layer, direction, position, *, name="resid_post", every=False, factor=2, keep=False):
+    u = direction / direction.norm()
+
+    def hook(resid, hook):
+        resid = resid.clone()
+        idx = slice(None) if every else position
+        part = resid[:, idx]
+        resid[:, idx] = part - factor * (part @ u).unsqueeze(-1) * u
+        return resid
+
+    if keep:
+        model.add_hook(f"blocks.{layer}.hook_{name}", hook)
+        return model(moves)
+    return model.run_with_hooks(moves, fwd_hooks=[(f"blocks.{layer}.hook_{name}", hook)])
+
+
+def _iv_every(model, moves, layer, direction, position):
+    return _iv(model, moves, layer, direction, position, every=True)
+
+
+def _iv_pre(model, moves, layer, direction, position):
+    return _iv(model, moves, layer, direction, position, name="resid_pre")
+
+
+def _iv_project(model, moves, layer, direction, position):
+    return _iv(model, moves, layer, direction, position, factor=1)
+
+
+def _iv_kept(model, moves, layer, direction, position):
+    return _iv(model, moves, layer, direction, position, keep=True)
+
+
+def _iv_context(model, moves, layer, direction, position):
+    u = direction / direction.norm()
+
+    def hook(resid, hook):
+        edited = resid.clone()
+        edited[:, position] -= 2 * einops.einsum(resid[:, position], u, "g d, d -> g")[:, None] * u
+        return edited
+
+    with model.hooks(fwd_hooks=[(f"blocks.{layer}.hook_resid_post", hook)]):
+        return model(moves)
+
+
+# -- top_n_errors -------------------------------------------------------------------------
+
+
+def _tn_top1(logits, legal):
+    return (~legal.gather(-1, logits.argmax(-1, keepdim=True)).squeeze(-1)).long()
+
+
+def _tn_ascending(logits, legal):
+    rank = logits.argsort(-1).argsort(-1)
+    return ((rank < legal.sum(-1, keepdim=True)) & ~legal).sum(-1)
+
+
+def _tn_threshold(logits, legal):
+    n = legal.sum(-1, keepdim=True).clamp(min=1)
+    return ((logits.softmax(-1) > 1.0 / n) & ~legal).sum(-1)
+
+
+def _tn_missing_legal(logits, legal):
+    rank = logits.argsort(-1, descending=True).argsort(-1)
+    return (legal & (rank >= legal.sum(-1, keepdim=True))).sum(-1)
+
+
+def _tn_loop(logits, legal):
+    flat_logits, flat_legal = logits.reshape(-1, logits.shape[-1]), legal.reshape(-1, legal.shape[-1])
+    out = []
+    for row, ok in zip(flat_logits, flat_legal):
+        n = int(ok.sum())
+        top = row.topk(n).indices if n else torch.zeros(0, dtype=torch.long)
+        out.append(int((~ok[top]).sum()))
+    return torch.tensor(out).reshape(legal.shape[:-1])
+
+
+# -- logit_lens ------------------------------------------------------------------------------
+
+
+def _ll_no_ln(model, resid):
+    return model.unembed(resid)
+
+
+def _ll_softmax(model, resid):
+    return model.unembed(model.ln_final(resid)).softmax(-1)
+
+
+def _ll_manual_ln(model, resid):
+    centred = resid - resid.mean(-1, keepdim=True)
+    normed = centred / (centred.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()
+    ln = model.ln_final
+    return model.unembed(normed * ln.weight + ln.bias)
+
+
+# -- kl_from_final -------------------------------------------------------------------------
+
+
+def _kl_reversed(lens_logits, final_logits):
+    q = lens_logits.log_softmax(-1)
+    return (q.exp() * (q - final_logits.log_softmax(-1))).sum(-1)
+
+
+def _kl_mean(lens_logits, final_logits):
+    p = final_logits.log_softmax(-1)
+    return (p.exp() * (p - lens_logits.log_softmax(-1))).mean(-1)
+
+
+def _kl_raw(lens_logits, final_logits):
+    return (final_logits.softmax(-1) * (final_logits - lens_logits)).sum(-1)
+
+
+def _kl_torch(lens_logits, final_logits):
+    return F.kl_div(lens_logits.log_softmax(-1), final_logits.log_softmax(-1), log_target=True,
+                    reduction="none").sum(-1)
+
+
+# -- tuned_lens -------------------------------------------------------------------------
+
+
+def _tl_no_skip(model, resid, A, b):
+    return model.unembed(model.ln_final(resid @ A + b))
+
+
+def _tl_transposed(model, resid, A, b):
+    return model.unembed(model.ln_final(resid + resid @ A.T + b))
+
+
+def _tl_no_bias(model, resid, A, b):
+    return model.unembed(model.ln_final(resid + resid @ A))
+
+
+def _tl_identity(model, resid, A, b):
+    translated = resid @ (torch.eye(A.shape[0]) + A) + b
+    return model.unembed(model.ln_final(translated))
+
+
+# -- train_translator ------------------------------------------------------------------------
+
+
+def _kl(lens_logits, final_logits):
+    p = final_logits.log_softmax(-1)
+    return (p.exp() * (p - lens_logits.log_softmax(-1))).sum(-1)
+
+
+def _tt(model, resid, final_logits, steps=150, lr=1e-2, *, train_model=False, step=True):
+    d = resid.shape[-1]
+    A = torch.zeros(d, d, requires_grad=True)
+    b = torch.zeros(d, requires_grad=True)
+    params = [A, b] + (list(model.parameters()) if train_model else [])
+    if train_model:
+        model.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=lr)
+    for _ in range(steps):
+        loss = _kl(model.unembed(model.ln_final(resid + resid @ A + b)), final_logits).mean()
+        opt.zero_grad()
+        loss.backward()
+        if step:
+            opt.step()
+    return A.detach(), b.detach()
+
+
+def _tt_trains_model(model, resid, final_logits, steps=150, lr=1e-2):
+    return _tt(model, resid, final_logits, steps, lr, train_model=True)
+
+
+def _tt_no_step(model, resid, final_logits, steps=150, lr=1e-2):
+    return _tt(model, resid, final_logits, steps, lr, step=False)
+
+
+def _tt_few_steps(model, resid, final_logits, steps=150, lr=1e-2):
+    return _tt(model, resid, final_logits, 2, lr)
+
+
+def _tt_kl_div(model, resid, final_logits, steps=150, lr=1e-2):
+    d = resid.shape[-1]
+    A = torch.zeros(d, d, requires_grad=True)
+    b = torch.zeros(d, requires_grad=True)
+    opt = torch.optim.Adam([A, b], lr=lr)
+    target = final_logits.log_softmax(-1)
+    for _ in range(steps):
+        lens = model.unembed(model.ln_final(resid + resid @ A + b)).log_softmax(-1)
+        loss = F.kl_div(lens, target, log_target=True, reduction="batchmean")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return A.detach(), b.detach()
+
+
+# -- mean_difference -----------------------------------------------------------------------
+
+
+def _md_reversed(resid, labels, square, target, source):
+    return resid[labels[:, square] == source].mean(0) - resid[labels[:, square] == target].mean(0)
+
+
+def _md_overall(resid, labels, square, target, source):
+    return resid[labels[:, square] == target].mean(0) - resid.mean(0)
+
+
+def _md_unit(resid, labels, square, target, source):
+    d = resid[labels[:, square] == target].mean(0) - resid[labels[:, square] == source].mean(0)
+    return d / d.norm()
+
+
+def _md_weights(resid, labels, square, target, source):
+    on = (labels[:, square] == target).float()
+    off = (labels[:, square] == source).float()
+    return (on @ resid) / on.sum() - (off @ resid) / off.sum()
+
+
+# -- steering_curve -------------------------------------------------------------------------
+
+
+def _sv(model, moves, layer, direction, scales, square, position, *, every=False, last=False, raw=False):
+    values = []
+    for scale in scales:
+        def hook(resid, hook, scale=scale):
+            resid = resid.clone()
+            if every:
+                return resid + scale * direction
+            resid[:, position] = resid[:, position] + scale * direction
+            return resid
+
+        logits = model.run_with_hooks(moves, fwd_hooks=[(f"blocks.{layer}.hook_resid_post", hook)])
+        at = logits[:, -1] if last else logits[:, position]
+        values.append((at if raw else at.softmax(-1))[:, square].mean())
+    return torch.stack(values)
+
+
+def _sv_every(model, moves, layer, direction, scales, square, position):
+    return _sv(model, moves, layer, direction, scales, square, position, every=True)
+
+
+def _sv_last(model, moves, layer, direction, scales, square, position):
+    return _sv(model, moves, layer, direction, scales, square, position, last=True)
+
+
+def _sv_logits(model, moves, layer, direction, scales, square, position):
+    return _sv(model, moves, layer, direction, scales, square, position, raw=True)
+
+
+def _sv_kept(model, moves, layer, direction, scales, square, position):
+    values = []
+    for scale in scales:
+        model.reset_hooks()
+
+        def hook(resid, hook, scale=scale):
+            resid = resid.clone()
+            resid[:, position] += scale * direction
+            return resid
+
+        model.add_hook(f"blocks.{layer}.hook_resid_post", hook)
+        values.append(model(moves)[:, position].softmax(-1)[:, square].mean())
+    return torch.stack(values)
+
+
+def _sv_list(model, moves, layer, direction, scales, square, position):
+    out = torch.zeros(len(scales))
+    for i, scale in enumerate(scales):
+        def hook(resid, hook, scale=scale):
+            delta = torch.zeros_like(resid)
+            delta[:, position] = scale * direction
+            return resid + delta
+
+        with torch.no_grad():
+            logits = model.run_with_hooks(moves, fwd_hooks=[(f"blocks.{layer}.hook_resid_post", hook)])
+        out[i] = F.softmax(logits[:, position], dim=-1)[:, square].mean()
+    return out
+
+
+VARIANTS = {
+    "ch6.to_mine_theirs": [
+        Wrong("relative to the player who just moved", _mt_just_moved, mistake="the player who just moved"),
+        Wrong("the same sign for every move", _mt_constant, mistake="one player for every move"),
+        Wrong("boards returned unchanged", _mt_identity, mistake="unchanged"),
+        Right("a loop over moves", _mt_loop),
+        Right("(-1) ** (t + 1)", _mt_pow),
+    ],
+    "ch6.state_classes": [
+        Wrong("boards + 1", _sc_plus_one, mistake="shifted by one"),
+        Wrong("colours swapped", _sc_swapped, mistake="colours swapped"),
+        Wrong("abs()", _sc_abs, mistake="colour lost"),
+        Right("boards % 3", _sc_mod),
+        Right("sum of masks", _sc_masks),
+    ],
+    "ch6.top1_legal_rate": [
+        Wrong("finished positions counted", _t1_all_positions, mistake="finished positions counted"),
+        Wrong("probability mass on legal moves", _t1_mass, mistake="probability on legal moves"),
+        Wrong("returns a tensor", _t1_tensor, hint_contains=".item()"),
+        Right("one-hot of the argmax", _t1_one_hot),
+    ],
+    "ch6.probe_logits": [
+        Wrong("no bias", _pl_no_bias, mistake="missing bias"),
+        Wrong("softmax applied", _pl_softmax, mistake="probabilities"),
+        Wrong("bias summed to a scalar", _pl_bias_on_resid),
+        Right("matmul on a reshaped W", _pl_reshape),
+    ],
+    "ch6.probe_loss": [
+        Wrong("sum over squares", _loss_sum_squares, mistake="summed over squares"),
+        Wrong("nll_loss on raw logits", _loss_nll_raw, mistake="no log-softmax"),
+        Wrong("log_softmax over squares", _loss_square_softmax, mistake="softmax over squares"),
+        Right("cross_entropy with the class axis second", _loss_permute),
+        Right("log_softmax and gather", _loss_manual),
+    ],
+    "ch6.probe_accuracy": [
+        Wrong("one overall number", _acc_scalar, mistake="one number"),
+        Wrong("mean over squares", _acc_per_sample, mistake="per sample"),
+        Right("a loop over squares", _acc_loop),
+    ],
+    "ch6.train_probe": [
+        Wrong("optimizer.step() forgotten", _tp_no_step, mistake="untrained"),
+        Wrong("W and b returned with their graph", _tp_not_detached, mistake="not detached"),
+        Wrong("3 steps instead of `steps`", _tp_few_steps, mistake="undertrained"),
+        Wrong("plain SGD at the same lr", _tp_sgd, mistake="undertrained"),
+        Right("an nn.Linear with zero init", _tp_module),
+    ],
+    "ch6.control_labels": [
+        Wrong("row = sample index", _cl_by_sample, mistake="indexed by sample"),
+        Wrong("transposed", _cl_transposed, mistake="transposed"),
+        Wrong("the square axis indexed by the moves", lambda moves, table: table[:, moves], status="error"),
+        Right("index_select", _cl_index_select),
+        Right("gather on an expanded table", _cl_gather),
+    ],
+    "ch6.position_baseline": [
+        Wrong("padding counted in the training counts", _pb_unmasked, mistake="padding counted in training"),
+        Wrong("padding scored", _pb_all_test, mistake="padding scored"),
+        Wrong("one guess per square for all moves", _pb_per_square, mistake="one guess per square"),
+        Wrong("majority taken on the test games", _pb_on_test, mistake="fitted on the test games"),
+        Right("loops and bincount", _pb_loops),
+    ],
+    "ch6.class_direction": [
+        Wrong("source minus target", _cd_reversed, mistake="reversed"),
+        Wrong("not normalised", _cd_raw, mistake="not normalised"),
+        Wrong("target column alone", _cd_target_only, mistake="target column only"),
+        Right("F.normalize", _cd_normalize),
+    ],
+    "ch6.reflect_along": [
+        Wrong("direction not normalised", _ra_raw, mistake="not normalised"),
+        Wrong("component removed once", _ra_project, mistake="projected out"),
+        Wrong("only the reflected component", _ra_component, mistake="only the component"),
+        Right("Householder matrix", _ra_householder),
+    ],
+    "ch6.intervene": [
+        Wrong("every position edited", _iv_every, mistake="every position"),
+        Wrong("hook_resid_pre", _iv_pre, mistake="before the block"),
+        Wrong("projection removed, not reflected", _iv_project, mistake="projected out"),
+        Wrong("model.add_hook and never removed", _iv_kept, mistake="hooks left on the model"),
+        Right("model.hooks context manager", _iv_context),
+    ],
+    "ch6.top_n_errors": [
+        Wrong("top 1 only", _tn_top1, mistake="top 1 only"),
+        Wrong("ascending ranks", _tn_ascending, mistake="least likely first"),
+        Wrong("probability above 1/N", _tn_threshold, mistake="probability threshold"),
+        Right("legal moves missing from the top N (the same count)", _tn_missing_legal),
+        Right("a loop with topk", _tn_loop),
+    ],
+    "ch6.logit_lens": [
+        Wrong("no final layer norm", _ll_no_ln, mistake="no final layer norm"),
+        Wrong("softmax", _ll_softmax, mistake="probabilities"),
+        Wrong("the final layer norm's weights skipped",
+              lambda model, resid: model.unembed((resid - resid.mean(-1, keepdim=True))
+                                                 / resid.std(-1, keepdim=True, unbiased=False))),
+        Right("layer norm written out", _ll_manual_ln),
+    ],
+    "ch6.kl_from_final": [
+        Wrong("KL(lens || final)", _kl_reversed, mistake="reversed"),
+        Wrong("mean over squares", _kl_mean, mistake="averaged over squares"),
+        Wrong("raw logits", _kl_raw, mistake="raw logits"),
+        Right("F.kl_div with log targets", _kl_torch),
+    ],
+    "ch6.tuned_lens": [
+        Wrong("no skip connection", _tl_no_skip, mistake="no skip connection"),
+        Wrong("A transposed", _tl_transposed, mistake="A transposed"),
+        Wrong("no bias", _tl_no_bias, mistake="missing bias"),
+        Right("(I + A) as one matrix", _tl_identity),
+    ],
+    "ch6.train_translator": [
+        Wrong("the model's weights trained too", _tt_trains_model, mistake="model trained"),
+        Wrong("optimizer.step() forgotten", _tt_no_step, mistake="untrained"),
+        Wrong("2 steps", _tt_few_steps, mistake="undertrained"),
+        Right("F.kl_div, batchmean", _tt_kl_div),
+    ],
+    "ch6.mean_difference": [
+        Wrong("source minus target", _md_reversed, mistake="reversed"),
+        Wrong("target minus the mean of all samples", _md_overall, mistake="minus the overall mean"),
+        Wrong("normalised", _md_unit, mistake="normalised"),
+        Right("weighted sums", _md_weights),
+    ],
+    "ch6.steering_curve": [
+        Wrong("added at every position", _sv_every, mistake="every position"),
+        Wrong("read at the last position", _sv_last, mistake="read at the last position"),
+        Wrong("mean logit", _sv_logits, mistake="logits"),
+        Wrong("model.add_hook, never removed", _sv_kept, mistake="hooks left on the model"),
+        Right("a delta tensor under no_grad", _sv_list),
+    ],
+}

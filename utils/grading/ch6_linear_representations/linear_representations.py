@@ -1,0 +1,595 @@
+"""Graders for 6.1 "Linear representations".
+
+Everything runs on small seeded tensors or on a tiny randomly initialised model
+(utils.grading.models), never on the trained Othello model: each check takes well under
+a second. Training exercises are graded on what training must achieve on planted data.
+"""
+
+from __future__ import annotations
+
+import einops
+import torch
+import torch.nn.functional as F
+
+from solutions.ch6_linear_representations import linear_representations as ref
+from utils.grading import Mistake, exercise
+from utils.grading.models import clean_up, hooks_left, tiny_model
+from utils.grading.safety import fresh
+
+N_SQUARES = 9          # graders use a 3x3 "board": a 36-square answer would be the wrong shape
+
+
+def _boards(check, games: int = 3, moves: int = 5):
+    return check.randint(3, games, moves, N_SQUARES) - 1
+
+
+def _legal(check, games: int = 4, moves: int = 5):
+    legal = check.randn(games, moves, N_SQUARES) > 0.3
+    legal[0, -2:] = False                      # a finished game: nothing to predict
+    legal[1, 0] = False
+    legal[2, 1, :] = True                      # every move legal
+    return legal
+
+
+def _model(check, **shape):
+    model = tiny_model(str(check.device), **shape)
+    clean_up(model)
+    return model
+
+
+def _model_case(check, name, model, *args, mistakes=()):
+    """`check.case` for functions that run a model with hooks: hooks the learner leaves behind are
+    reported before the reference runs (which would otherwise run them too)."""
+    got = check.run(model, *fresh(args), case=name)
+    _expect_no_hooks(check, model, name)
+    expected = check.reference(model, *fresh(args))
+    check.compare(got, expected, case=name, mistakes=mistakes, inputs=((model, *args), {}), atol=1e-4)
+
+
+def _expect_no_hooks(check, model, case):
+    left = hooks_left(model)
+    clean_up(model)
+    check.expect(not left, case=case, mistake="hooks left on the model",
+                 message="your hooks are still attached to the model after the call, so every later forward "
+                         "pass runs them too",
+                 hint="Use model.run_with_hooks(...) or the `with model.hooks(fwd_hooks=...)` context manager; "
+                      "both remove their hooks when they finish (model.add_hook does not).")
+
+
+# -- 1. the game and the model ------------------------------------------------------------
+
+
+@exercise(difficulty=1, minutes=10, hints=[
+    "Multiply each board by +1 or -1: the colour of the player to move after that move.",
+    "Black plays move 0, so after move 0 it is white's turn: white's stones (-1) are 'mine' there. "
+    "torch.arange(n_moves) % 2 tells you the parity of each move.",
+    "next_player = torch.where(torch.arange(boards.shape[1]) % 2 == 0, -1, 1); "
+    "return boards * next_player[None, :, None]",
+])
+def test_to_mine_theirs(check):
+    mistakes = [
+        Mistake("the player who just moved",
+                "'Mine' belongs to the player about to move. After move 0 black has just played and white "
+                "moves next, so white's stones are 'mine' there: your signs are the other way round.",
+                lambda boards: -ref.to_mine_theirs(boards)),
+        Mistake("one player for every move",
+                "The player to move alternates: the sign must change from one move to the next.",
+                lambda boards: -boards),
+        Mistake("unchanged", "Return the boards from the point of view of the player to move: multiply "
+                             "each move's board by that player's colour (+1 black, -1 white).",
+                lambda boards: boards),
+    ]
+    check.case("3 games of 5 moves", _boards(check), mistakes=mistakes)
+    check.case("1 game of 6 moves", _boards(check, 1, 6), mistakes=mistakes)
+
+
+@exercise(difficulty=1, minutes=5, hints=[
+    "Three cases: 0 -> 0, positive -> 1, negative -> 2.",
+    "Nested torch.where works: torch.where(boards == 0, 0, torch.where(boards > 0, 1, 2)).",
+    "torch.where(boards == 0, 0, torch.where(boards > 0, 1, 2))",
+])
+def test_state_classes(check):
+    mistakes = [
+        Mistake("shifted by one", "Adding 1 maps -1, 0, +1 to 0, 1, 2: empty must be class 0, +1 class 1 and "
+                                  "-1 class 2.", lambda boards: boards + 1),
+        Mistake("colours swapped", "+1 (black, or mine) is class 1 and -1 (white, or theirs) is class 2.",
+                lambda boards: torch.where(boards == 0, 0, torch.where(boards > 0, 2, 1))),
+        Mistake("colour lost", "abs() makes both colours class 1: -1 must become class 2.",
+                lambda boards: boards.abs()),
+    ]
+    check.case("3 games of 5 moves", _boards(check), mistakes=mistakes)
+    check.case("flattened samples", _boards(check, 2, 4).reshape(8, N_SQUARES), mistakes=mistakes)
+
+
+@exercise(difficulty=1, minutes=10, hints=[
+    "Take the argmax over the square axis, look up whether that square is legal, and average the hits "
+    "over the positions that have any legal move.",
+    "legal.any(dim=-1) marks the positions to count; legal.gather(-1, top[..., None]) reads legality at the "
+    "top prediction.",
+    "hit = legal.gather(-1, logits.argmax(-1)[..., None])[..., 0]; return hit[legal.any(-1)].float().mean().item()",
+])
+def test_top1_legal_rate(check):
+    def every_position(logits, legal):
+        top = logits.argmax(dim=-1)
+        return legal.gather(-1, top[..., None]).float().mean().item()
+
+    def legal_mass(logits, legal):
+        p = logits.softmax(dim=-1)
+        return (p * legal)[legal.any(-1)].sum(-1).mean().item()
+
+    mistakes = [
+        Mistake("finished positions counted",
+                "Leave out the positions with no legal move (the game is over): no prediction can be right "
+                "there, and they would pull the rate down.", every_position),
+        Mistake("probability on legal moves",
+                "Count how often the *top* prediction (argmax) is legal, not the probability the model puts "
+                "on legal moves.", legal_mass),
+    ]
+    check.case("4 games of 5 moves", check.randn(4, 5, N_SQUARES), _legal(check), mistakes=mistakes,
+               check_dtype=False)
+    got = check.run(check.randn(4, 3, N_SQUARES), _legal(check, 4, 3), case="type")
+    check.expect(isinstance(got, float), case="type", message=f"returned a {type(got).__name__}, not a float",
+                 hint="Return a Python number: .item() on the mean.")
+
+
+# -- 2. linear probes ------------------------------------------------------------------
+
+
+def _probe(check, d_model=6, n_classes=3):
+    return check.randn(d_model, N_SQUARES, n_classes), check.randn(N_SQUARES, n_classes)
+
+
+@exercise(difficulty=1, minutes=10, hints=[
+    "For every sample, square and class: the dot product of the residual vector with W[:, square, class], "
+    "plus b[square, class].",
+    "einops.einsum(resid, W, 'sample d_model, d_model square cls -> sample square cls')",
+    "einops.einsum(resid, W, 'sample d_model, d_model square cls -> sample square cls') + b",
+])
+def test_probe_logits(check):
+    mistakes = [
+        Mistake("missing bias", "Add the bias b[square, cls] to every sample's logits.",
+                lambda r, W, b: ref.probe_logits(r, W, b) - b),
+        Mistake("probabilities", "Return the logits themselves; the loss applies the softmax.",
+                lambda r, W, b: ref.probe_logits(r, W, b).softmax(-1)),
+    ]
+    W, b = _probe(check)
+    check.case("10 samples, d_model 6", check.randn(10, 6), W, b, mistakes=mistakes)
+
+
+@exercise(difficulty=2, minutes=10, hints=[
+    "F.cross_entropy expects the class axis second: flatten samples and squares into one axis first.",
+    "einops.rearrange(logits, 'sample square cls -> (sample square) cls') and the labels to "
+    "'(sample square)'.",
+    "F.cross_entropy(einops.rearrange(logits, 's q c -> (s q) c'), einops.rearrange(labels, 's q -> (s q)'))",
+])
+def test_probe_loss(check):
+    mistakes = [
+        Mistake("summed over squares", "Average over squares as well as samples: your loss is "
+                                       f"{N_SQUARES} times too large, which changes the learning rate you need.",
+                lambda lo, la: ref.probe_loss(lo, la) * lo.shape[1]),
+        Mistake("no log-softmax", "Cross-entropy needs log-probabilities: F.nll_loss on raw logits skips the "
+                                  "log-softmax. Use F.cross_entropy, which includes it.",
+                lambda lo, la: F.nll_loss(einops.rearrange(lo, "s q c -> (s q) c"), la.reshape(-1))),
+        Mistake("softmax over squares",
+                "The softmax runs over the classes of one square (the last axis), not over the squares.",
+                lambda lo, la: -lo.log_softmax(dim=1).gather(-1, la[..., None]).mean()),
+    ]
+    check.case("10 samples", check.randn(10, N_SQUARES, 3), check.randint(3, 10, N_SQUARES), mistakes=mistakes)
+
+
+@exercise(difficulty=1, minutes=5, hints=[
+    "The prediction is the argmax over the class axis; compare with the labels.",
+    "Average over the sample axis (dim 0) only, so that one accuracy per square remains.",
+    "(logits.argmax(dim=-1) == labels).float().mean(dim=0)",
+])
+def test_probe_accuracy(check):
+    mistakes = [
+        Mistake("one number", "Return one accuracy per square (average over samples only, dim 0).",
+                lambda lo, la: (lo.argmax(-1) == la).float().mean()),
+        Mistake("per sample", "Average over the samples (dim 0), not over the squares: the answer has one "
+                              "entry per square.", lambda lo, la: (lo.argmax(-1) == la).float().mean(dim=1)),
+    ]
+    check.case("12 samples", check.randn(12, N_SQUARES, 3), check.randint(3, 12, N_SQUARES), mistakes=mistakes)
+
+
+def _planted(check, n=400, d_model=8, n_classes=3):
+    """Residuals whose square states a linear probe can read exactly (plus a little noise)."""
+    resid = check.randn(n, d_model)
+    truth = check.randn(d_model, N_SQUARES, n_classes, scale=2.0)
+    labels = ref.probe_logits(resid, truth, torch.zeros(N_SQUARES, n_classes, device=resid.device)).argmax(-1)
+    return resid + 0.05 * check.randn(n, d_model), labels
+
+
+@exercise(difficulty=2, minutes=20, timeout=20.0, hints=[
+    "Create W [d_model, square, cls] and b [square, cls] as zeros with requires_grad=True, give them to "
+    "torch.optim.Adam, and loop: loss, zero_grad, backward, step.",
+    "The loss is probe_loss(probe_logits(resid, W, b), labels). Only W and b are parameters; the residuals "
+    "are data.",
+    "opt = torch.optim.Adam([W, b], lr=lr); for _ in range(steps): loss = probe_loss(probe_logits(resid, W, b), "
+    "labels); opt.zero_grad(); loss.backward(); opt.step()  -- then return W.detach(), b.detach()",
+])
+def test_train_probe(check):
+    resid, labels = _planted(check)
+    case = "planted linear states, 400 samples"
+    got = check.run(resid, labels, 3, 200, 0.05, case=case)
+    check.expect(isinstance(got, tuple) and len(got) == 2, case=case, message="did not return a pair (W, b)",
+                 hint="Return the trained weight and bias: `return W.detach(), b.detach()`.")
+    W, b = got
+    check.expect(tuple(W.shape) == (8, N_SQUARES, 3) and tuple(b.shape) == (N_SQUARES, 3), case=case,
+                 message=f"W has shape {tuple(W.shape)} and b {tuple(b.shape)}; expected (8, {N_SQUARES}, 3) and "
+                         f"({N_SQUARES}, 3)", hint="W is [d_model, square, cls], b is [square, cls].")
+    check.expect(not W.requires_grad and not b.requires_grad, case=case, mistake="not detached",
+                 message="the returned tensors still require grad",
+                 hint="Return W.detach(), b.detach(): the caller should get plain tensors, not a graph.")
+    accuracy = ref.probe_accuracy(ref.probe_logits(resid, W, b), labels).mean().item()
+    W_ref, b_ref = ref.train_probe(resid, labels, 3, 200, 0.05)
+    target = ref.probe_accuracy(ref.probe_logits(resid, W_ref, b_ref), labels).mean().item()
+    untrained = (W.abs().max() == 0).item()
+    check.expect(accuracy >= target - 0.03, case=case, mistake="untrained" if untrained else "undertrained",
+                 message=f"your probe reads {accuracy:.0%} of the planted states correctly; a probe trained as the "
+                         f"docstring says reads {target:.0%}",
+                 hint="Your W is still all zeros: is it the tensor the optimizer updates, and do you call "
+                      "optimizer.step() in the loop?" if untrained else
+                      "Train for the given steps with the given lr, Adam, full batch, starting from zeros, "
+                      "and zero the gradients every step.")
+
+
+# -- 3. probing done right ------------------------------------------------------------------
+
+
+@exercise(difficulty=1, minutes=5, hints=[
+    "Each sample's control labels are the row of `table` for the move it just played.",
+    "Index the table's first axis with the moves.",
+    "table[moves]",
+])
+def test_control_labels(check):
+    mistakes = [
+        Mistake("indexed by sample", "Use the move played at each sample as the row of the table, not the "
+                                     "sample's index.",
+                lambda moves, table: table[torch.arange(len(moves), device=moves.device) % table.shape[0]]),
+        Mistake("transposed", "Return [sample, square]: one row per sample.", lambda moves, table: table[moves].T),
+    ]
+    table = check.randint(3, 11, N_SQUARES)
+    check.case("14 samples, 11 move tokens", check.randint(11, 14), table, mistakes=mistakes)
+
+
+def _baseline_data(check, games=6, moves=4):
+    train = check.randint(3, games, moves, N_SQUARES)
+    test = check.randint(3, 3, moves, N_SQUARES)
+    valid_train = torch.ones(games, moves, dtype=torch.bool, device=train.device)
+    valid_train[:3, -2:] = False
+    train[:3, -2:] = 2                     # padding rows repeat one class: counting them changes the guess
+    valid_test = torch.ones(3, moves, dtype=torch.bool, device=train.device)
+    valid_test[0, -1] = False
+    return train, test, valid_train, valid_test
+
+
+@exercise(difficulty=2, minutes=15, hints=[
+    "Count, over the valid training positions, how often each class occurs at every (move, square); the "
+    "guess is the most frequent one. Then score that guess on the valid test positions.",
+    "F.one_hot(train_labels, n_classes) * valid_train[..., None, None], summed over games, has shape "
+    "[move, square, cls]; argmax over cls is the guess.",
+    "guess = (F.one_hot(train_labels, n_classes) * valid_train[..., None, None]).sum(0).argmax(-1); "
+    "correct = (test_labels == guess) * valid_test[..., None]; return correct.sum((0, 1)) / valid_test.sum()",
+])
+def test_position_baseline(check):
+    def unmasked(train, test, vtr, vte, n_classes=3):
+        return ref.position_baseline(train, test, torch.ones_like(vtr), vte, n_classes)
+
+    def all_test(train, test, vtr, vte, n_classes=3):
+        return ref.position_baseline(train, test, vtr, torch.ones_like(vte), n_classes)
+
+    def per_square_only(train, test, vtr, vte, n_classes=3):
+        counts = (F.one_hot(train, n_classes) * vtr[..., None, None]).sum(dim=(0, 1))
+        correct = (test == counts.argmax(-1)).float() * vte[..., None]
+        return correct.sum(dim=(0, 1)) / vte.sum()
+
+    def fit_on_test(train, test, vtr, vte, n_classes=3):
+        return ref.position_baseline(test, test, vte, vte, n_classes)
+
+    mistakes = [
+        Mistake("padding counted in training", "Count only the training positions that hold a move "
+                                               "(valid_train): padding repeats the final board.", unmasked),
+        Mistake("padding scored", "Score only the valid test positions and divide by their number.", all_test),
+        Mistake("one guess per square", "Guess separately for every move number: early in a game most squares "
+                                        "are empty, late most are full.", per_square_only),
+        Mistake("fitted on the test games", "Find the most common classes on the *training* games and score "
+                                            "them on the test games.", fit_on_test),
+    ]
+    check.case("6 training and 3 test games", *_baseline_data(check), mistakes=mistakes)
+
+
+# -- 4. intervening along a probe direction ---------------------------------------------------
+
+
+@exercise(difficulty=1, minutes=10, hints=[
+    "The probe's logit difference target - source at one square is resid @ (W[:, square, target] - "
+    "W[:, square, source]) plus a constant.",
+    "Take that difference of columns and divide it by its norm.",
+    "d = W[:, square, target] - W[:, square, source]; return d / d.norm()",
+])
+def test_class_direction(check):
+    mistakes = [
+        Mistake("reversed", "The direction points *towards* target: W[..., target] - W[..., source].",
+                lambda W, s, a, b: -ref.class_direction(W, s, a, b)),
+        Mistake("not normalised", "Return a unit vector: divide by the difference's norm.",
+                lambda W, s, a, b: W[:, s, b] - W[:, s, a]),
+        Mistake("target column only", "Subtract the source class's weights: only the difference of the two "
+                                      "logits decides between them.",
+                lambda W, s, a, b: W[:, s, b] / W[:, s, b].norm()),
+    ]
+    W, _ = _probe(check)
+    check.case("square 4, class 1 -> 2", W, 4, 1, 2, mistakes=mistakes)
+    check.case("square 0, class 2 -> 1", W, 0, 2, 1, mistakes=mistakes)
+
+
+@exercise(difficulty=2, minutes=10, hints=[
+    "Split each vector into its component along the unit direction and the rest; flip the sign of the first.",
+    "unit = direction / direction.norm(); the component is (resid @ unit) times unit.",
+    "return resid - 2 * (resid @ unit)[..., None] * unit",
+])
+def test_reflect_along(check):
+    mistakes = [
+        Mistake("not normalised", "Normalise the direction first: with a vector of length L the component you "
+                                  "subtract is L^2 times too big.",
+                lambda r, d: r - 2 * (r @ d)[..., None] * d),
+        Mistake("projected out", "Subtract the component *twice*: subtracting it once only removes it "
+                                 "(the probe would read 'undecided'), a reflection flips it.",
+                lambda r, d: r - ((r @ (d / d.norm()))[..., None] * (d / d.norm()))),
+        Mistake("only the component", "Return the whole reflected vector, not only its part along the direction.",
+                lambda r, d: -(r @ (d / d.norm()))[..., None] * (d / d.norm())),
+    ]
+    direction = check.randn(6, scale=3.0)
+    check.case("8 vectors, a direction of length ~7", check.randn(8, 6), direction, mistakes=mistakes)
+    check.case("a [game, move, d_model] batch", check.randn(2, 3, 6), direction, mistakes=mistakes)
+
+
+def _intervene_variant(*, every=False, hook="resid_post", project=False):
+    def variant(model, moves, layer, direction, position):
+        unit = direction / direction.norm()
+
+        def edit(resid, hook):
+            resid = resid.clone()
+            where = slice(None) if every else position
+            part = resid[:, where]
+            along = (part @ unit)[..., None] * unit
+            resid[:, where] = part - (1 if project else 2) * along
+            return resid
+
+        return model.run_with_hooks(moves, fwd_hooks=[(f"blocks.{layer}.hook_{hook}", edit)])
+    return variant
+
+
+@exercise(difficulty=2, minutes=15, hints=[
+    "Write a hook for blocks.{layer}.hook_resid_post that changes only `position` (all games), and run the "
+    "model with it using model.run_with_hooks.",
+    "Inside the hook: resid = resid.clone(); resid[:, position] = reflect_along(resid[:, position], "
+    "direction); return resid.",
+    "return model.run_with_hooks(moves, fwd_hooks=[(f'blocks.{layer}.hook_resid_post', hook)]) with the hook "
+    "from the previous hint",
+])
+def test_intervene(check):
+    mistakes = [
+        Mistake("every position", "Edit only the residual at `position`; later moves should see the edit "
+                                  "only through attention.", _intervene_variant(every=True)),
+        Mistake("before the block", "Edit the residual stream *after* block `layer`: the hook is "
+                                    "blocks.{layer}.hook_resid_post.", _intervene_variant(hook="resid_pre")),
+        Mistake("projected out", "Reflect (subtract the component twice), as reflect_along does.",
+                _intervene_variant(project=True)),
+    ]
+    model = _model(check)
+    direction = check.randn(24)
+    try:
+        _model_case(check, "layer 1, position 2", model, check.randint(12, 3, 6), 1, direction, 2, mistakes=mistakes)
+        _model_case(check, "layer 0, position 4", model, check.randint(12, 2, 6), 0, direction, 4, mistakes=mistakes)
+    finally:
+        clean_up(model)
+
+
+@exercise(difficulty=2, minutes=15, hints=[
+    "N differs per position: legal.sum(-1). A move is in the top N if fewer than N moves have a higher logit.",
+    "The rank of each move is logits.argsort(-1, descending=True).argsort(-1) (0 = most likely).",
+    "in_top = rank < legal.sum(-1, keepdim=True); return (in_top & ~legal).sum(-1)",
+])
+def test_top_n_errors(check):
+    def top1(logits, legal):
+        return (~legal.gather(-1, logits.argmax(-1)[..., None])[..., 0]).long()
+
+    def ascending(logits, legal):
+        return ref.top_n_errors(-logits, legal)
+
+    def threshold(logits, legal):
+        n = legal.sum(-1, keepdim=True).clamp(min=1)
+        return ((logits.softmax(-1) > 1 / n) & ~legal).sum(-1)
+
+    mistakes = [
+        Mistake("top 1 only", "Take as many top moves as there are legal moves at that position, not one.", top1),
+        Mistake("least likely first", "Rank by descending logit: rank 0 is the most likely move.", ascending),
+        Mistake("probability threshold", "Count the N most likely moves (N = number of legal moves), whatever "
+                                         "their probabilities.", threshold),
+    ]
+    legal = _legal(check)
+    legal[3, 2] = False
+    legal[3, 2, :3] = True
+    check.case("4 games of 5 moves", check.randn(4, 5, N_SQUARES), legal, mistakes=mistakes)
+
+
+# -- 5. lenses ----------------------------------------------------------------------------------
+
+
+@exercise(difficulty=1, minutes=10, hints=[
+    "The last residual stream goes through the final layer norm and then the unembedding.",
+    "model.ln_final and model.unembed are both modules you can call on a tensor.",
+    "return model.unembed(model.ln_final(resid))",
+])
+def test_logit_lens(check):
+    mistakes = [
+        Mistake("no final layer norm", "Apply model.ln_final before the unembedding, as the model does to its "
+                                       "last residual stream.", lambda m, r: m.unembed(r)),
+        Mistake("probabilities", "Return logits (no softmax).",
+                lambda m, r: ref.logit_lens(m, r).softmax(-1)),
+    ]
+    model = _model(check, d_vocab_out=9)
+    check.case("resid [2, 5, 24]", model, check.randn(2, 5, 24, scale=2.0), mistakes=mistakes, atol=1e-4)
+    check.case("resid [7, 24]", model, check.randn(7, 24), mistakes=mistakes, atol=1e-4)
+
+
+@exercise(difficulty=2, minutes=10, hints=[
+    "KL(P || Q) = sum over squares of P * (log P - log Q), with P the final distribution and Q the lens's.",
+    "Work with log_softmax of both logits; exp() of the final one gives P.",
+    "final = final_logits.log_softmax(-1); return (final.exp() * (final - lens_logits.log_softmax(-1))).sum(-1)",
+])
+def test_kl_from_final(check):
+    def kl(p_logits, q_logits):
+        p = p_logits.log_softmax(-1)
+        return (p.exp() * (p - q_logits.log_softmax(-1))).sum(-1)
+
+    mistakes = [
+        Mistake("reversed", "Weight by the *final* distribution: KL(final || lens), not KL(lens || final).",
+                lambda lens, final: kl(lens, final)),
+        Mistake("averaged over squares", "Sum over the squares; a mean divides the KL by their number.",
+                lambda lens, final: ref.kl_from_final(lens, final) / lens.shape[-1]),
+        Mistake("raw logits", "Normalise first: log_softmax turns logits into log-probabilities.",
+                lambda lens, final: (final.softmax(-1) * (final - lens)).sum(-1)),
+    ]
+    check.case("[3, 4, 9] logits", check.randn(3, 4, 9, scale=2.0), check.randn(3, 4, 9, scale=2.0),
+               mistakes=mistakes)
+
+
+@exercise(difficulty=1, minutes=10, hints=[
+    "The translator keeps the residual and adds a learned correction: h + h A + b.",
+    "Translate first, then apply logit_lens to the result.",
+    "return logit_lens(model, resid + resid @ A + b)",
+])
+def test_tuned_lens(check):
+    mistakes = [
+        Mistake("no skip connection", "Keep the residual itself: the translator is h + h A + b, so that A = 0 "
+                                      "gives back the logit lens.",
+                lambda m, r, A, b: ref.logit_lens(m, r @ A + b)),
+        Mistake("A transposed", "Multiply the row vector h by A on the right: h @ A.",
+                lambda m, r, A, b: ref.logit_lens(m, r + r @ A.T + b)),
+        Mistake("missing bias", "Add the translator's bias b.",
+                lambda m, r, A, b: ref.logit_lens(m, r + r @ A)),
+    ]
+    model = _model(check, d_vocab_out=9)
+    A, b = check.randn(24, 24, scale=0.3), check.randn(24)
+    check.case("resid [2, 5, 24]", model, check.randn(2, 5, 24), A, b, mistakes=mistakes, atol=1e-4)
+
+
+@exercise(difficulty=3, minutes=20, timeout=30.0, hints=[
+    "Same loop as train_probe: A and b start at zero with requires_grad=True, Adam on [A, b], the loss is "
+    "kl_from_final(tuned_lens(model, resid, A, b), final_logits).mean().",
+    "Give the optimizer A and b only, never model.parameters(): the model must not change.",
+    "opt = torch.optim.Adam([A, b], lr=lr); loop steps times: loss, opt.zero_grad(), loss.backward(), opt.step(); "
+    "return A.detach(), b.detach()",
+])
+def test_train_translator(check):
+    model = _model(check, d_vocab_out=9)
+    case = "a tiny model's layer-0 residuals"
+    tokens = check.randint(12, 16, 6)
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(tokens)
+    resid = einops.rearrange(cache["blocks.0.hook_resid_post"], "b p d -> (b p) d")
+    final = einops.rearrange(logits, "b p v -> (b p) v")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        # the model is passed through a closure: a changed model is diagnosed below, not as an edited input
+        got = check.call(lambda r, f, steps, lr: check.candidate(model, r, f, steps, lr), resid, final, 150, 1e-2,
+                         case=case)
+        changed = any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+        check.expect(not changed, case=case, mistake="model trained",
+                     message="the model's own weights changed during training",
+                     hint="Pass only [A, b] to the optimizer: the lens learns, the model is fixed.")
+        check.expect(isinstance(got, tuple) and len(got) == 2, case=case, message="did not return a pair (A, b)",
+                     hint="Return A.detach(), b.detach().")
+        A, b = got
+        check.expect(tuple(A.shape) == (24, 24) and tuple(b.shape) == (24,), case=case,
+                     message=f"A has shape {tuple(A.shape)} and b {tuple(b.shape)}; expected (24, 24) and (24,)",
+                     hint="A is [d_model, d_model] and b is [d_model].")
+        A_ref, b_ref = ref.train_translator(model, resid, final, 150, 1e-2)
+        with torch.no_grad():
+            kl = ref.kl_from_final(ref.tuned_lens(model, resid, A.to(resid), b.to(resid)), final).mean().item()
+            kl_logit_lens = ref.kl_from_final(ref.logit_lens(model, resid), final).mean().item()
+            kl_ref = ref.kl_from_final(ref.tuned_lens(model, resid, A_ref, b_ref), final).mean().item()
+        untrained = bool(A.abs().max() == 0 and b.abs().max() == 0)
+        check.expect(kl <= kl_ref * 1.2 + 0.01, case=case, mistake="untrained" if untrained else "undertrained",
+                     message=f"your tuned lens is {kl:.3f} nats from the final output; the logit lens is "
+                             f"{kl_logit_lens:.3f} and a translator trained as the docstring says {kl_ref:.3f}",
+                     hint="A and b are still zero: do you call optimizer.step(), on the tensors you return?"
+                          if untrained else "Minimise the mean KL from the final output, with Adam at the given lr "
+                                            "for the given steps, starting from A = 0 and b = 0.")
+    finally:
+        clean_up(model)
+
+
+# -- 6. steering ------------------------------------------------------------------------------
+
+
+def _labelled(check, n=30):
+    labels = check.randint(3, n, N_SQUARES)
+    labels[:3, 2] = torch.tensor([0, 1, 2])      # every class present at square 2
+    return check.randn(n, 6), labels
+
+
+@exercise(difficulty=1, minutes=10, hints=[
+    "Select the samples whose label at `square` is `target`, and those where it is `source`.",
+    "Boolean masks: labels[:, square] == target picks rows of resid.",
+    "at = labels[:, square]; return resid[at == target].mean(0) - resid[at == source].mean(0)",
+])
+def test_mean_difference(check):
+    mistakes = [
+        Mistake("reversed", "Target minus source: the direction should point towards the target class.",
+                lambda r, la, s, t, so: -ref.mean_difference(r, la, s, t, so)),
+        Mistake("minus the overall mean", "Subtract the mean of the *source* class, not of every sample.",
+                lambda r, la, s, t, so: r[la[:, s] == t].mean(0) - r.mean(0)),
+        Mistake("normalised", "Return the difference of means itself: its length says how far apart the "
+                              "classes are, which steering uses.",
+                lambda r, la, s, t, so: ref.mean_difference(r, la, s, t, so)
+                / ref.mean_difference(r, la, s, t, so).norm()),
+    ]
+    resid, labels = _labelled(check)
+    check.case("square 2, empty -> class 1", resid, labels, 2, 0, 1, mistakes=mistakes)
+    check.case("square 5, class 2 -> class 1", resid, labels, 5, 2, 1, mistakes=mistakes)
+
+
+def _steer_variant(*, every=False, read_last=False, logits=False):
+    def variant(model, moves, layer, direction, scales, square, position):
+        out = []
+        for scale in scales:
+            def hook(resid, hook):
+                resid = resid.clone()
+                if every:
+                    resid += scale * direction
+                else:
+                    resid[:, position] += scale * direction
+                return resid
+
+            result = model.run_with_hooks(moves, fwd_hooks=[(f"blocks.{layer}.hook_resid_post", hook)])
+            at = result[:, -1 if read_last else position]
+            out.append((at if logits else at.softmax(-1))[:, square].mean())
+        return torch.stack(out)
+    return variant
+
+
+@exercise(difficulty=2, minutes=15, hints=[
+    "For each scale: a hook on blocks.{layer}.hook_resid_post adds scale * direction at `position`; run the "
+    "model with it and read the softmax at `position`.",
+    "Collect one number per scale: logits[:, position].softmax(-1)[:, square].mean(); torch.stack them.",
+    "In a loop over scales: def hook(resid, hook): resid = resid.clone(); resid[:, position] += scale * "
+    "direction; return resid -- then model.run_with_hooks(moves, fwd_hooks=[(name, hook)])",
+])
+def test_steering_curve(check):
+    mistakes = [
+        Mistake("every position", "Add the direction at `position` only.", _steer_variant(every=True)),
+        Mistake("read at the last position", "Read the prediction at `position`, where you steered.",
+                _steer_variant(read_last=True)),
+        Mistake("logits", "Return the mean *probability* of the square (softmax over squares).",
+                _steer_variant(logits=True)),
+    ]
+    model = _model(check, d_vocab_out=9)
+    direction = check.randn(24)
+    try:
+        _model_case(check, "scales -4..4, position 3", model, check.randint(12, 3, 6), 1, direction,
+                    [-4.0, 0.0, 2.0, 4.0], 5, 3, mistakes=mistakes)
+    finally:
+        clean_up(model)
