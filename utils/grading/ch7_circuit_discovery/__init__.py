@@ -1,0 +1,1 @@
+"""Graders for Chapter 7 — Automated circuit discovery."""

@@ -1,0 +1,686 @@
+"""Graders for 7.1 "Automated circuit discovery".
+
+Tensor exercises run on small seeded tensors; the ones that run a model use a tiny randomly
+initialised 2-layer, 2-head model with MLPs and LayerNorm (weights scaled up so that every edge
+matters), wrapped in `utils.circuits.EdgeModel`, on the CPU: each check takes well under a second.
+"""
+
+from __future__ import annotations
+
+import functools
+from functools import partial
+
+import einops
+import torch
+
+from solutions.ch7_circuit_discovery import circuit_discovery as ref
+from utils.circuits import EdgeModel, Graph, node_of
+from utils.grading import Mistake, exercise
+
+N_POS = 6
+D_VOCAB = 12
+
+
+# -- shared inputs -------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=2)
+def _tiny_bridge(seed: int = 0):
+    from transformer_lens import TransformerBridge, TransformerBridgeConfig
+
+    cfg = TransformerBridgeConfig(d_model=16, d_head=4, n_heads=2, n_layers=2, d_mlp=32, n_ctx=8, d_vocab=D_VOCAB,
+                                  act_fn="gelu_new", normalization_type="LN",
+                                  architecture="TransformerLensNative", seed=seed)
+    model = TransformerBridge.boot_native(cfg)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.copy_(0.2 * torch.randn(param.shape, generator=generator))
+            elif param.ndim >= 2:
+                param.mul_(3.0)
+    model.requires_grad_(False)
+    model.eval()
+    return model
+
+
+def _em() -> EdgeModel:
+    return EdgeModel(_tiny_bridge())
+
+
+def _tokens(check, batch: int = 3):
+    """Clean tokens and a corrupted copy that differs at two positions (on the CPU, like the model)."""
+    clean = check.randint(D_VOCAB, batch, N_POS).cpu()
+    corrupted = clean.clone()
+    corrupted[:, 2] = (clean[:, 2] + 1 + check.randint(D_VOCAB - 1, batch).cpu()) % D_VOCAB
+    corrupted[:, 4] = (clean[:, 4] + 1 + check.randint(D_VOCAB - 1, batch).cpu()) % D_VOCAB
+    return clean, corrupted
+
+
+def _metric(tokens):
+    """A label metric: mean log-probability of the next token at the last three positions."""
+    def metric(logits):
+        log_probs = logits[:, 2:-1].log_softmax(-1)
+        return log_probs.gather(-1, tokens[:, 3:, None])[..., 0].mean()
+    return metric
+
+
+# -- 1. the graph and edge patching ---------------------------------------------------------------
+
+def _edges_variant(n_layers, n_heads, mlps, *, same_layer=False, mlp_before_heads=False, split=True,
+                   no_embed=False):
+    senders, edges = ([] if no_embed else ["embed"]), []
+    for layer in range(n_layers):
+        heads = [f"a{layer}.{h}" for h in range(n_heads)]
+        if same_layer:
+            senders += heads
+        for head in heads:
+            for x in ("qkv" if split else [""]):
+                receiver = f"{head}.{x}" if split else head
+                edges += [(s, receiver) for s in senders if s != head]
+        if mlps and mlp_before_heads:
+            edges += [(s, f"m{layer}") for s in senders if s not in heads]
+        if not same_layer:
+            senders += heads
+        if mlps:
+            if not mlp_before_heads:
+                edges += [(s, f"m{layer}") for s in senders]
+            senders.append(f"m{layer}")
+    edges += [(s, "logits") for s in senders]
+    return edges
+
+
+@exercise(difficulty=2, minutes=15, hints=[
+    "Walk through the model in order, keeping a list of the senders that exist so far (start with 'embed').",
+    "For each head of a layer, add three receivers (q, k, v), each reading every sender so far; only then add "
+    "the layer's heads to the senders. The MLP reads everything so far, its own layer's heads included.",
+    "At the end, 'logits' reads every sender. Edges are (sender, receiver) pairs in that order.",
+])
+def test_graph_edges(check):
+    mistakes = [
+        Mistake("heads read their own layer", "A head's q, k and v are computed from the residual stream *before* "
+                "its layer's attention: add a layer's heads to the senders only after their receivers.",
+                partial(_edges_variant, same_layer=True)),
+        Mistake("MLP before the heads", "The MLP comes after attention in the same block: it reads its own layer's "
+                "heads too.", partial(_edges_variant, mlp_before_heads=True)),
+        Mistake("q, k and v as one receiver", "A head has three inputs, 'a0.1.q', 'a0.1.k' and 'a0.1.v', which can "
+                "be patched separately: K-composition is an edge into .k only.", partial(_edges_variant, split=False)),
+        Mistake("no embedding", "The embedding ('embed') is the first sender: every receiver reads it.",
+                partial(_edges_variant, no_embed=True)),
+    ]
+    check.case("attention only, 2 layers x 2 heads", 2, 2, False, mistakes=mistakes)
+    check.case("with MLPs, 2 layers x 3 heads", 2, 3, True, mistakes=mistakes)
+    graph = Graph(3, 4, True)
+    check.expect(check.run(3, 4, True, case="ioi_3l's shape") == graph.edges, case="ioi_3l's shape",
+                 message="your edges differ from the graph `utils.circuits.Graph(3, 4, True)` builds",
+                 hint="Compare your list with Graph(3, 4, True).edges element by element.")
+
+
+@exercise(difficulty=1, minutes=10, hints=[
+    "current and source are [sender, batch, pos, d_model]; keep is [sender], True where the edge reads the "
+    "current run.",
+    "Choose per sender between the two runs (torch.where with keep broadcast to 4 axes), then add the senders up.",
+    "`torch.where(keep[:, None, None, None], current, source).sum(0)`.",
+])
+def test_receiver_input(check):
+    def variant(current, source, keep, *, invert=False, reduce="sum", added=False):
+        if added:
+            return current.sum(0) + (current - source)[~keep].sum(0)
+        chosen = torch.where(keep[:, None, None, None] != invert, current, source)
+        return chosen.sum(0) if reduce == "sum" else chosen.mean(0)
+
+    mistakes = [
+        Mistake("keep inverted", "keep is True where the edge reads the *current* run; False edges read the source.",
+                partial(variant, invert=True)),
+        Mistake("averaged", "The residual stream is the *sum* of what the senders wrote, not their mean.",
+                partial(variant, reduce="mean")),
+        Mistake("difference added", "To switch an edge to the source run, *subtract* (current - source) for it, "
+                "or pick source directly.", partial(variant, added=True)),
+    ]
+    keep = torch.tensor([True, False, True, False, True], device=check.device)
+    check.case("five senders", check.randn(5, 2, 3, 4), check.randn(5, 2, 3, 4), keep, mistakes=mistakes)
+    check.case("one patched edge", check.randn(3, 1, 4, 2), check.randn(3, 1, 4, 2),
+               torch.tensor([True, True, False], device=check.device), mistakes=mistakes)
+
+
+def _kl_variant(clean_logits, logits, positions, *, reverse=False, reduce="mean", every=False):
+    if every:
+        positions = torch.arange(clean_logits.shape[1], device=clean_logits.device)
+    p, q = clean_logits[:, positions].log_softmax(-1), logits[:, positions].log_softmax(-1)
+    if reverse:
+        p, q = q, p
+    kl = (p.exp() * (p - q)).sum(-1)
+    return kl.mean() if reduce == "mean" else kl.sum(1).mean()
+
+
+@exercise(difficulty=1, minutes=10, hints=[
+    "Take log_softmax of both logit tensors at `positions` (axis 1), over the vocabulary.",
+    "KL(clean || patched) = sum over the vocabulary of p_clean * (log p_clean - log p_patched).",
+    "Average that over the batch and the chosen positions: a scalar.",
+])
+def test_kl_from_clean(check):
+    mistakes = [
+        Mistake("reversed KL", "Weight by the *clean* distribution: KL(clean || patched), as ACDC does.",
+                partial(_kl_variant, reverse=True)),
+        Mistake("summed over positions", "Average over positions as well as the batch, so the threshold does not "
+                "depend on how many positions you score.", partial(_kl_variant, reduce="sum")),
+        Mistake("all positions", "Score only the given `positions` (where the task is decided).",
+                partial(_kl_variant, every=True)),
+        Mistake("probabilities", "Use log-probabilities (log_softmax): KL compares log p_clean with log p_patched.",
+                lambda c, l, pos: (c[:, pos].softmax(-1) * (c[:, pos].softmax(-1) - l[:, pos].softmax(-1))).sum(-1)
+                .mean()),
+    ]
+    clean = check.randn(3, 5, 7, scale=2.0)
+    check.case("two positions", clean, clean + check.randn(3, 5, 7), torch.tensor([2, 4], device=check.device),
+               mistakes=mistakes)
+    check.case("one position", clean, check.randn(3, 5, 7), torch.tensor([4], device=check.device), mistakes=mistakes)
+
+
+def _lp_variant(logits, tokens, seq_len, *, start=1, shift=1, probs=False):
+    lp = logits.softmax(-1) if probs else logits.log_softmax(-1)
+    lo, end = seq_len + start, 2 * seq_len
+    preds = lp[:, lo:end] if shift else lp[:, lo + 1:end + 1]
+    targets = tokens[:, lo + 1:end + 1]
+    return preds.gather(-1, targets[..., None])[..., 0].mean()
+
+
+@exercise(difficulty=1, minutes=10, hints=[
+    "[BOS] + R + R has 2 * seq_len + 1 tokens; the second copy is at positions seq_len + 1 ... 2 * seq_len.",
+    "The logits at position p predict the token at p + 1, and the first token of the second copy cannot be "
+    "predicted by induction: use logits[:, seq_len + 1 : 2 * seq_len] and tokens[:, seq_len + 2 :].",
+    "log_softmax, gather the correct tokens, mean over everything.",
+])
+def test_induction_log_prob(check):
+    mistakes = [
+        Mistake("no shift", "The logits at position p predict the token at p + 1: shift the targets by one.",
+                partial(_lp_variant, shift=0)),
+        Mistake("first token of the second copy included", "The first token of the second copy follows the end of "
+                "the first copy, so nothing in context predicts it: start at logits position seq_len + 1.",
+                partial(_lp_variant, start=0)),
+        Mistake("probabilities", "Use log-probabilities (log_softmax), not probabilities.",
+                partial(_lp_variant, probs=True)),
+    ]
+    seq_len = 4
+    half = check.randint(9, 3, seq_len) + 1
+    tokens = torch.cat([torch.zeros(3, 1, dtype=torch.long, device=check.device), half, half], dim=1)
+    check.case("seq_len 4", check.randn(3, 2 * seq_len + 1, 10, scale=2.0), tokens, seq_len, mistakes=mistakes)
+
+
+# -- 2. ACDC ------------------------------------------------------------------------------------------------
+
+ACDC_EDGES = [("embed", "a0.0.v"), ("embed", "a1.0.q"), ("a0.0", "a1.0.k"), ("embed", "a1.0.v"),
+              ("embed", "logits"), ("a0.0", "logits"), ("a1.0", "logits")]
+# cost of removing each edge, plus costs that appear only when two edges are both removed
+ACDC_COST = {("embed", "a0.0.v"): 0.05, ("embed", "a1.0.q"): 0.6, ("a0.0", "a1.0.k"): 0.02,
+             ("embed", "a1.0.v"): 0.3, ("embed", "logits"): 0.04, ("a0.0", "logits"): -0.08, ("a1.0", "logits"): 0.04}
+ACDC_PAIRS = {(("embed", "a0.0.v"), ("a0.0", "a1.0.k")): 0.5, (("a1.0", "logits"), ("embed", "a1.0.v")): 0.1}
+
+
+class _Metric:
+    """metric_without(removed) for the ACDC grader: additive costs plus two interactions."""
+
+    def __init__(self, cost, pairs):
+        self.cost, self.pairs = cost, pairs
+
+    def __call__(self, removed) -> float:
+        removed = set(removed)
+        total = 1.0 + sum(self.cost[e] for e in removed)
+        return total + sum(c for (a, b), c in self.pairs.items() if a in removed and b in removed)
+
+
+def _acdc_variant(edges, metric_without, threshold, *, forward=False, baseline=False, alone=False,
+                  absolute=False, return_removed=False):
+    removed: set = set()
+    current = metric_without(set())
+    start = current
+    for edge in (edges if forward else reversed(edges)):
+        trial = metric_without({edge} if alone else removed | {edge})
+        diff = trial - (start if baseline or alone else current)
+        if (abs(diff) if absolute else diff) < threshold:
+            removed.add(edge)
+            current = trial
+    return [e for e in edges if (e in removed) == return_removed]
+
+
+@exercise(difficulty=2, minutes=25, hints=[
+    "Keep a set `removed` and the current metric value, metric_without(removed), starting from the empty set.",
+    "Visit the edges in reverse (from the logits backwards); for each, try metric_without(removed | {edge}).",
+    "If the metric rose by less than `threshold` compared with the *current* value (a fall counts too), add the "
+    "edge to `removed` and update the current value. Return the edges not removed, in their original order.",
+])
+def test_acdc(check):
+    mistakes = [
+        Mistake("forward order", "ACDC starts at the output: visit reversed(edges), so that an edge is judged "
+                "after the edges downstream of it.", partial(_acdc_variant, forward=True)),
+        Mistake("compared with the clean model", "Compare with the *current* metric (after the removals so far), "
+                "not with the clean model's: the removals add up.", partial(_acdc_variant, baseline=True)),
+        Mistake("each edge alone", "Try each edge on top of everything already removed, metric_without(removed | "
+                "{edge}), not on its own.", partial(_acdc_variant, alone=True)),
+        Mistake("absolute change", "Remove an edge when the metric rises by less than the threshold; if removing it "
+                "*lowers* the KL, that is no reason to keep it.", partial(_acdc_variant, absolute=True)),
+        Mistake("returned the removed edges", "Return the edges ACDC *keeps* (the circuit).",
+                partial(_acdc_variant, return_removed=True)),
+    ]
+    metric = _Metric(ACDC_COST, ACDC_PAIRS)
+    for threshold in (0.03, 0.1):
+        check.case(f"seven edges, threshold {threshold}", ACDC_EDGES, metric, threshold, mistakes=mistakes)
+
+
+def _prune_variant(edges, *, sides=("in", "out"), nodes=True, closure=True):
+    name = node_of if nodes else (lambda n: n)
+    fed, heard = {"embed"}, {"logits"}
+    for _ in range(len(edges) if closure else 1):
+        fed = fed | {name(r) for s, r in edges if s in fed}
+        heard = heard | {s for s, r in edges if name(r) in heard}
+    return [(s, r) for s, r in edges if ("in" not in sides or s in fed) and ("out" not in sides or name(r) in heard)]
+
+
+PRUNE_CASES = [
+    [("embed", "a0.0.v"), ("embed", "a0.1.q"), ("a0.0", "a1.0.k"), ("a0.1", "a1.1.v"), ("embed", "a1.0.q"),
+     ("a1.0", "logits"), ("a0.0", "logits")],
+    [("embed", "a0.0.v"), ("a0.0", "m0"), ("m0", "a1.1.k"), ("a0.1", "a1.1.q"), ("a1.1", "m1"), ("m1", "logits"),
+     ("a1.0", "logits"), ("embed", "m0")],
+]
+
+
+@exercise(difficulty=3, minutes=25, hints=[
+    "Work with nodes: a receiver 'a1.0.k' belongs to the node 'a1.0' (`utils.circuits.node_of`).",
+    "Nodes reachable *from* 'embed' along kept edges: start from {'embed'} and add node_of(r) for every edge "
+    "(s, r) with s reached, until the set stops growing. Nodes that *reach* 'logits': the same backwards.",
+    "Keep an edge (s, r) when s is reachable from 'embed' and node_of(r) reaches 'logits'.",
+])
+def test_prune_dangling(check):
+    mistakes = [
+        Mistake("output side only", "Also drop edges out of nodes that nothing kept feeds: such a node only sees "
+                "corrupted inputs, so its output is the corrupted one.", partial(_prune_variant, sides=("out",))),
+        Mistake("input side only", "Also drop edges into nodes whose output reaches the logits through no kept edge.",
+                partial(_prune_variant, sides=("in",))),
+        Mistake("one step only", "Follow paths all the way: repeat until the reachable sets stop growing.",
+                partial(_prune_variant, closure=False)),
+        Mistake("receivers not mapped to nodes", "A receiver 'a1.0.k' and the sender 'a1.0' are the same head: map "
+                "receivers to nodes with node_of before following paths.", partial(_prune_variant, nodes=False)),
+    ]
+    for i, edges in enumerate(PRUNE_CASES):
+        check.case(f"graph {i + 1}", edges, mistakes=mistakes)
+
+
+# -- 3. edge attribution patching ----------------------------------------------------------------------
+
+def _grads_variant(em, tokens, metric, *, sign=1.0, twice=False, delta_only=False):
+    delta = em.zero_delta(tokens)
+    with torch.enable_grad():
+        value = sign * metric(em.run(tokens, receiver_delta=delta))
+        value.backward(retain_graph=twice)
+        if twice:
+            value.backward()
+    return delta.detach() if delta_only else delta.grad.detach()
+
+
+@exercise(difficulty=2, minutes=15, atol=1e-4, hints=[
+    "`delta = em.zero_delta(tokens)` is zeros of shape [receiver, batch, pos, d_model] with requires_grad; "
+    "`em.run(tokens, receiver_delta=delta)` adds it to every receiver's input.",
+    "Inside `with torch.enable_grad():` compute metric(logits) and call .backward() on it once.",
+    "Return delta.grad (detached): the gradient of the metric with respect to each receiver's input.",
+])
+def test_receiver_gradients(check):
+    mistakes = [
+        Mistake("negated", "Back-propagate the metric itself, not its negative (it is not a loss here).",
+                partial(_grads_variant, sign=-1.0)),
+        Mistake("returned delta", "Return delta.grad, the gradient, not delta (which is all zeros).",
+                partial(_grads_variant, delta_only=True)),
+        Mistake("backward twice", "Call backward once: gradients accumulate in .grad.",
+                partial(_grads_variant, twice=True)),
+    ]
+    clean, _ = _tokens(check)
+    check.case("tiny model", _em(), clean, _metric(clean), mistakes=mistakes)
+
+
+def _eap_variant(clean_outs, corrupted_outs, grads, adjacency, *, sign=1.0, act=False, mask=True, reduce="sum"):
+    delta = corrupted_outs if act else sign * (corrupted_outs - clean_outs)
+    if reduce == "sum":
+        scores = einops.einsum(delta, grads, "s b p d, r b p d -> s r")
+    else:
+        scores = einops.einsum(delta, grads, "s b p d, r b p d -> s r") / delta[0].numel()
+    return scores * adjacency if mask else scores
+
+
+@exercise(difficulty=2, minutes=15, atol=1e-4, hints=[
+    "Corrupting edge (s, r) changes receiver r's input by corrupted_outs[s] - clean_outs[s].",
+    "To first order the metric changes by that difference dotted with the gradient at r: sum over batch, "
+    "position and d_model, for every pair (s, r) at once (einsum 's b p d, r b p d -> s r').",
+    "Multiply by `adjacency` so that pairs that are not edges score 0.",
+])
+def test_eap_scores(check):
+    mistakes = [
+        Mistake("wrong sign", "The edge goes from clean to corrupted: use corrupted - clean.",
+                partial(_eap_variant, sign=-1.0)),
+        Mistake("activation times gradient", "Multiply the gradient by the *change* in the sender's output, not by "
+                "the output itself.", partial(_eap_variant, act=True)),
+        Mistake("non-edges scored", "Mask with `adjacency`: a later sender does not reach an earlier receiver, so "
+                "that pair has no edge to score.", partial(_eap_variant, mask=False)),
+        Mistake("averaged", "Sum over batch, position and d_model: the metric's own mean already scales it.",
+                partial(_eap_variant, reduce="mean")),
+    ]
+    graph = Graph(1, 2, False)
+    s, r = len(graph.senders), len(graph.receivers)
+    check.case("one layer, two heads", check.randn(s, 2, 3, 4), check.randn(s, 2, 3, 4), check.randn(r, 2, 3, 4),
+               graph.adjacency.to(check.device), mistakes=mistakes)
+
+
+def _eap_edge_variant(em, clean_tokens, corrupted_tokens, metric, *, grad_on="clean", swap=False, sign=1.0):
+    if swap:
+        clean_tokens, corrupted_tokens = corrupted_tokens, clean_tokens
+    clean_outs, corrupted_outs = em.sender_outputs(clean_tokens), em.sender_outputs(corrupted_tokens)
+    grads = ref.receiver_gradients(em, clean_tokens if grad_on == "clean" else corrupted_tokens, metric)
+    return sign * ref.eap_scores(clean_outs, corrupted_outs, grads, em.graph.adjacency)
+
+
+@exercise(difficulty=2, minutes=15, atol=1e-4, hints=[
+    "You need both runs' sender outputs (em.sender_outputs) and the receiver gradients.",
+    "The edges are corrupted *in the clean run*, so take the gradient on the clean tokens.",
+    "`eap_scores(clean_outs, corrupted_outs, receiver_gradients(em, clean_tokens, metric), em.graph.adjacency)`.",
+])
+def test_eap_edge_scores(check):
+    mistakes = [
+        Mistake("gradient on the corrupted run", "Take the gradient where the change happens: on the clean run, "
+                "whose edges are being corrupted.", partial(_eap_edge_variant, grad_on="corrupted")),
+        Mistake("denoising", "This chapter noises, like ACDC: start from the clean run and corrupt edges. "
+                "Swapping the runs gives the denoising scores (what transformer_lens computes).",
+                partial(_eap_edge_variant, swap=True)),
+        Mistake("wrong sign", "Score corrupted - clean: a negative score means corrupting the edge lowers the "
+                "metric.", partial(_eap_edge_variant, sign=-1.0)),
+    ]
+    clean, corrupted = _tokens(check)
+    check.case("tiny model", _em(), clean, corrupted, _metric(clean), mistakes=mistakes)
+
+
+def _path_variant(clean, corrupted, steps, *, start=1, reverse=False, both_ends=False):
+    if both_ends:
+        alphas = torch.linspace(0, 1, steps, dtype=clean.dtype, device=clean.device)
+    else:
+        alphas = (torch.arange(steps, dtype=clean.dtype, device=clean.device) + start) / steps
+    a, b = (clean, corrupted) if reverse else (corrupted, clean)
+    return a + alphas[:, None, None, None] * (b - a)
+
+
+@exercise(difficulty=1, minutes=10, hints=[
+    "The path goes from the corrupted embedding to the clean one: corrupted + alpha * (clean - corrupted).",
+    "alpha takes the values 1/steps, 2/steps, ..., 1 (the clean end is included, the corrupted end is not).",
+    "`alphas = torch.arange(1, steps + 1) / steps`, broadcast to [steps, 1, 1, 1].",
+])
+def test_ig_path(check):
+    mistakes = [
+        Mistake("starts at the corrupted end", "Use alpha = k / steps for k = 1 ... steps: the last point is the "
+                "clean input, so that steps = 1 gives EAP.", partial(_path_variant, start=0)),
+        Mistake("both ends", "torch.linspace(0, 1, steps) includes alpha = 0; use k / steps for k = 1 ... steps.",
+                partial(_path_variant, both_ends=True)),
+        Mistake("reversed", "Move from corrupted towards clean: corrupted + alpha * (clean - corrupted).",
+                partial(_path_variant, reverse=True)),
+    ]
+    check.case("4 steps", check.randn(2, 3, 5), check.randn(2, 3, 5), 4, mistakes=mistakes)
+    check.case("2 steps", check.randn(1, 4, 3), check.randn(1, 4, 3), 2, mistakes=mistakes)
+
+
+def _ig_variant(em, clean_tokens, corrupted_tokens, metric, steps=5, *, average=True, start=1, eap=False):
+    clean_outs, corrupted_outs = em.sender_outputs(clean_tokens), em.sender_outputs(corrupted_tokens)
+    grads = torch.zeros_like(em.zero_delta(clean_tokens))
+    alphas = [1.0] if eap else [(k + start) / steps for k in range(steps)]
+    for a in alphas:
+        embed = corrupted_outs[0] + a * (clean_outs[0] - corrupted_outs[0])
+        delta = em.zero_delta(clean_tokens)
+        with torch.enable_grad():
+            metric(em.run(clean_tokens, receiver_delta=delta, embed=embed)).backward()
+        grads += delta.grad
+    if average:
+        grads = grads / len(alphas)
+    return ref.eap_scores(clean_outs, corrupted_outs, grads, em.graph.adjacency)
+
+
+@exercise(difficulty=3, minutes=25, timeout=20.0, atol=1e-4, hints=[
+    "Like eap_edge_scores, but the gradients come from `steps` runs of the clean tokens whose embedding is "
+    "replaced by the points of ig_path(clean_outs[0], corrupted_outs[0], steps) (sender 0 is 'embed').",
+    "`em.run(clean_tokens, receiver_delta=delta, embed=point)` runs with that embedding; everything after it "
+    "recomputes. Use a fresh em.zero_delta for each run and add up delta.grad.",
+    "Divide the summed gradients by `steps` (an average), then score with eap_scores as before.",
+])
+def test_eap_ig_edge_scores(check):
+    mistakes = [
+        Mistake("summed, not averaged", "Integrated gradients *average* the gradient along the path: divide by "
+                "the number of steps.", partial(_ig_variant, average=False)),
+        Mistake("starts at the corrupted end", "Use the points of ig_path: alpha = k / steps for k = 1 ... steps.",
+                partial(_ig_variant, start=0)),
+        Mistake("gradient at the clean point only", "That is EAP: average the gradients over every point of the "
+                "path.", partial(_ig_variant, eap=True)),
+    ]
+    clean, corrupted = _tokens(check)
+    check.case("tiny model, 3 steps", _em(), clean, corrupted, _metric(clean), 3, mistakes=mistakes)
+
+
+def _top_variant(scores, adjacency, k, *, signed=False, smallest=False, unmasked=False):
+    values = scores if signed else scores.abs()
+    if not unmasked:
+        values = values.masked_fill(~adjacency, float("inf") if smallest else -float("inf"))
+    flat = values.flatten()
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    mask[flat.topk(k, largest=not smallest).indices] = True
+    return mask.view_as(adjacency)
+
+
+@exercise(difficulty=1, minutes=10, hints=[
+    "Rank by the absolute score: an edge that strongly *lowers* the metric is as important as one that raises it.",
+    "Only real edges compete: set the non-edges (adjacency False) to -inf (or -1) before ranking.",
+    "`flat.topk(k).indices` on the flattened scores, then a flat bool mask reshaped to [sender, receiver].",
+])
+def test_top_k_edges(check):
+    mistakes = [
+        Mistake("signed scores", "Rank by |score|: large negative effects count too.", partial(_top_variant, signed=True)),
+        Mistake("smallest", "Take the k *largest* |scores|.", partial(_top_variant, smallest=True)),
+        Mistake("non-edges counted", "Pairs that are not edges must never be chosen: mask them with `adjacency`.",
+                partial(_top_variant, unmasked=True)),
+    ]
+    adjacency = Graph(1, 2, False).adjacency.to(check.device)
+    scores = check.randn(*adjacency.shape) * torch.linspace(0.5, 2.0, adjacency.shape[1], device=check.device)
+    check.case("k = 3", scores, adjacency, 3, mistakes=mistakes)
+    check.case("k = 6", scores, adjacency, 6, mistakes=mistakes)
+
+
+# -- 4. comparing methods -----------------------------------------------------------------------------------
+
+def _roc_variant(scores, labels, *, ascending=False, origin=True, denominator="class", per_item=False):
+    if per_item:
+        order = scores.argsort(descending=True)
+        called = torch.zeros(len(scores) + 1, len(scores), dtype=torch.bool, device=scores.device)
+        for i in range(len(scores)):
+            called[i + 1] = called[i]
+            called[i + 1, order[i]] = True
+        called = called[1:]
+    else:
+        thresholds = torch.unique(scores)
+        thresholds = thresholds if ascending else thresholds.flip(0)
+        called = scores[None, :] >= thresholds[:, None]
+    pos, neg = (labels.sum(), (~labels).sum()) if denominator == "class" else (len(labels), len(labels))
+    tpr = ((called & labels).sum(-1) / pos).float().cpu()
+    fpr = ((called & ~labels).sum(-1) / neg).float().cpu()
+    if not origin:
+        return fpr, tpr
+    zero = torch.zeros(1)
+    return torch.cat([zero, fpr]), torch.cat([zero, tpr])
+
+
+@exercise(difficulty=2, minutes=15, hints=[
+    "For a threshold t, everything scoring >= t is called positive: tpr = true positives / positives, "
+    "fpr = false positives / negatives.",
+    "Use every distinct score as a threshold, from the highest down (torch.unique(scores).flip(0)), so tied "
+    "scores enter together.",
+    "Prepend the point (0, 0) (a threshold above every score) and return (fpr, tpr) as two 1-D tensors.",
+])
+def test_roc_points(check):
+    mistakes = [
+        Mistake("ascending thresholds", "Go from the highest threshold down, so fpr and tpr grow along the curve.",
+                partial(_roc_variant, ascending=True)),
+        Mistake("no origin", "Start the curve at (0, 0): a threshold above every score calls nothing positive.",
+                partial(_roc_variant, origin=False)),
+        Mistake("rates over all items", "Divide true positives by the number of positives and false positives by "
+                "the number of negatives, not both by the number of items.",
+                partial(_roc_variant, denominator="all")),
+        Mistake("ties split", "Tied scores get one threshold: an item cannot be called positive while another with "
+                "the same score is not.", partial(_roc_variant, per_item=True)),
+    ]
+    scores = torch.tensor([0.9, 0.1, 0.5, 0.5, 0.3, 0.8, 0.5, 0.05], device=check.device)
+    labels = torch.tensor([True, False, True, False, False, True, True, False], device=check.device)
+    check.case("eight items with ties", scores, labels, mistakes=mistakes)
+    check.case("random scores", check.randn(10), torch.tensor([True, False] * 5, device=check.device),
+               mistakes=mistakes)
+
+
+@exercise(difficulty=1, minutes=10, hints=[
+    "The area under a curve through points (x_i, y_i) is a sum of trapezoids.",
+    "Each trapezoid: (x_{i+1} - x_i) * (y_{i+1} + y_i) / 2.",
+    "`float(((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2).sum())`.",
+])
+def test_roc_auc(check):
+    mistakes = [
+        Mistake("left Riemann sum", "Use trapezoids, the average of the two ends of each step, not the left end.",
+                lambda f, t: float(((f[1:] - f[:-1]) * t[:-1]).sum())),
+        Mistake("right Riemann sum", "Use trapezoids, the average of the two ends of each step, not the right end.",
+                lambda f, t: float(((f[1:] - f[:-1]) * t[1:]).sum())),
+        Mistake("mean tpr", "The area weighs each tpr by the width of its fpr step; a plain mean ignores the widths.",
+                lambda f, t: float(t.mean())),
+    ]
+    fpr = torch.tensor([0.0, 0.0, 0.25, 0.5, 1.0], device=check.device)
+    tpr = torch.tensor([0.0, 0.5, 0.5, 1.0, 1.0], device=check.device)
+    check.case("five points", fpr, tpr, mistakes=mistakes)
+    check.case("a diagonal with a bump", torch.tensor([0.0, 0.2, 0.6, 1.0], device=check.device),
+               torch.tensor([0.0, 0.6, 0.7, 1.0], device=check.device), mistakes=mistakes)
+
+
+def _faith_variant(em, tokens, corrupted_outs, keep, metric, *, normalise=True, invert=False, over_clean=False):
+    with torch.no_grad():
+        keep = ~keep & em.graph.adjacency if invert else keep
+        circuit = metric(em.run(tokens, keep=keep, source=corrupted_outs))
+        nothing = metric(em.run(tokens, keep=torch.zeros_like(keep), source=corrupted_outs))
+        clean = metric(em.run(tokens))
+    if not normalise:
+        return float(circuit)
+    if over_clean:
+        return float(circuit / clean)
+    return float((circuit - nothing) / (clean - nothing))
+
+
+@exercise(difficulty=2, minutes=15, atol=1e-4, hints=[
+    "Three runs of `tokens`: with keep (edges outside the circuit read corrupted_outs), with every edge "
+    "corrupted (keep all False), and plain (em.run(tokens)).",
+    "Normalise: 0 = every edge corrupted, 1 = the clean model.",
+    "`(circuit - nothing) / (clean - nothing)` as a float.",
+])
+def test_edge_faithfulness(check):
+    mistakes = [
+        Mistake("not normalised", "Return the fraction of the clean-to-corrupted gap the circuit recovers, not "
+                "the raw metric.", partial(_faith_variant, normalise=False)),
+        Mistake("ratio to clean", "Measure from the fully corrupted run: (circuit - nothing) / (clean - nothing); "
+                "a log-probability metric is not 0 when nothing is left.", partial(_faith_variant, over_clean=True)),
+        Mistake("circuit corrupted", "`keep` is True on the circuit's edges, which stay clean; the others read "
+                "corrupted_outs.", partial(_faith_variant, invert=True)),
+    ]
+    em = _em()
+    clean, corrupted = _tokens(check)
+    corrupted_outs = em.sender_outputs(corrupted)
+    keep = em.graph.mask(em.graph.edges[::3])
+    check.case("every third edge", em, clean, corrupted_outs, keep, _metric(clean), mistakes=mistakes)
+
+
+# -- 5. nodes from edges -----------------------------------------------------------------------------------
+
+@exercise(difficulty=1, minutes=5, hints=[
+    "Rows of the mask are senders, columns receivers.",
+    "Start from a copy of `adjacency` (every edge kept) and switch off the rows of the given senders.",
+    "`keep = adjacency.clone(); keep[senders] = False; return keep`.",
+])
+def test_corrupt_senders_mask(check):
+    def variant(adjacency, senders, *, columns=False, inverted=False, dense=False):
+        keep = torch.ones_like(adjacency) if dense else adjacency.clone()
+        if columns:
+            keep[:, senders] = False
+        else:
+            keep[senders] = False
+        return (~keep & adjacency) if inverted else keep
+
+    mistakes = [
+        Mistake("receivers switched off", "Rows are senders: corrupt keep[senders], the edges *out of* the nodes.",
+                partial(variant, columns=True)),
+        Mistake("inverted", "Return the edges that stay *clean* (True), with the given senders' edges False.",
+                partial(variant, inverted=True)),
+        Mistake("non-edges kept", "Start from `adjacency`, not from all ones: a pair that is not an edge is never "
+                "kept.", partial(variant, dense=True)),
+    ]
+    adjacency = Graph(2, 2, True).adjacency.to(check.device)
+    check.case("two heads", adjacency, [1, 3], mistakes=mistakes)
+    check.case("the embedding", adjacency, [0], mistakes=mistakes)
+
+
+# -- 6. causal scrubbing ---------------------------------------------------------------------------------------
+
+@exercise(difficulty=2, minutes=15, hints=[
+    "Draw torch.randint(1, d_vocab, (pos, batch, pos), generator=generator): one new batch of sequences per "
+    "position p.",
+    "Copy the BOS column: out[:, :, 0] = tokens[:, 0].",
+    "For each p with 1 <= p + offset < pos, set out[p, :, p + offset] = tokens[:, p + offset]; nothing else "
+    "agrees with `tokens`.",
+])
+def test_agreeing_resample(check):
+    batch, n_pos, d_vocab = 64, 7, 50
+    tokens = torch.randint(1, d_vocab, (batch, n_pos), generator=torch.Generator().manual_seed(3))
+    tokens[:, 0] = 0
+    for offset in (-1, 0):
+        case = f"offset {offset}"
+        out = check.run(tokens.clone(), offset, d_vocab, torch.Generator().manual_seed(0), case=case)
+        check.expect(isinstance(out, torch.Tensor) and tuple(out.shape) == (n_pos, batch, n_pos), case=case,
+                     message=f"expected a tensor of shape {(n_pos, batch, n_pos)} [pos, batch, pos], got "
+                             f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}",
+                     hint="One batch of new sequences per position p: out[p] is [batch, pos].", mistake="shape")
+        out = out.cpu()
+        check.expect(bool((out[:, :, 0] == tokens[:, 0]).all()), case=case, mistake="BOS replaced",
+                     message="position 0 of the new sequences is not the BOS token",
+                     hint="Keep position 0 (BOS) as it is in `tokens`: out[:, :, 0] = tokens[:, 0].")
+        agree = torch.stack([(out[p, :, p + offset] == tokens[:, p + offset]).float().mean()
+                             for p in range(n_pos) if 1 <= p + offset < n_pos])
+        check.expect(bool((agree == 1).all()), case=case, mistake="wrong position kept",
+                     message=f"out[p] does not agree with tokens at position p + offset = p{offset:+d} for every p",
+                     hint="Run p keeps the token at p + offset (offset -1: the previous token), and only that.")
+        others = torch.ones(n_pos, n_pos, dtype=torch.bool)
+        others[:, 0] = False
+        for p in range(n_pos):
+            if 1 <= p + offset < n_pos:
+                others[p, p + offset] = False
+        same = (out == tokens[None])[others[:, None, :].expand(-1, batch, -1)].float().mean().item()
+        check.expect(same < 0.2, case=case, mistake="other tokens kept",
+                     message=f"{same:.0%} of the other tokens equal the original ones",
+                     hint="Every other position is a fresh random token: the hypothesis says it does not matter, so "
+                          "it must be resampled.")
+        check.expect(bool(((out[:, :, 1:] >= 1) & (out[:, :, 1:] < d_vocab)).all()), case=case, mistake="vocabulary",
+                     message="some new tokens are outside 1 ... d_vocab - 1",
+                     hint="Draw with torch.randint(1, d_vocab, ...): token 0 is BOS.")
+
+
+@exercise(difficulty=1, minutes=10, hints=[
+    "outputs[p] is a whole run's activation [batch, pos, d_model]; from run p you need only position p.",
+    "That is the diagonal of outputs over its first and third axes.",
+    "`torch.stack([outputs[p, :, p] for p in range(outputs.shape[0])], dim=1)`, or outputs.diagonal(dim1=0, "
+    "dim2=2) moved to [batch, pos, d_model].",
+])
+def test_assemble_by_position(check):
+    def shifted(outputs):
+        n = outputs.shape[0]
+        return torch.stack([outputs[p, :, max(p - 1, 0)] for p in range(n)], dim=1)
+
+    mistakes = [
+        Mistake("one run for everything", "Each position comes from its own run: position p from outputs[p].",
+                lambda o: o[0].clone()),
+        Mistake("averaged over runs", "Take position p from run p only, don't average the runs.",
+                lambda o: o.mean(0)),
+        Mistake("wrong axes", "outputs is [source_pos, batch, pos, d_model]: the diagonal is over axes 0 and 2, "
+                "not 0 and 1.", lambda o: einops.rearrange(o.diagonal(dim1=0, dim2=1)[:, :, :],
+                                                           "pos d b -> b pos d") if o.shape[1] == o.shape[2] else None),
+        Mistake("shifted", "Run p supplies position p itself.", shifted),
+    ]
+    check.case("5 positions", check.randn(5, 3, 5, 4), mistakes=mistakes)
+    check.case("square batch", check.randn(4, 4, 4, 2), mistakes=mistakes)
