@@ -111,9 +111,9 @@ def test_roc_aucs_as_stated(values):
     assert all(v > 0.99 for v in values["auc_induction"].values())
     auc = values["auc_ioi"]
     assert auc["EAP-IG logit diff"] > 0.99 and auc["EAP-IG KL"] > 0.99, "every hand-found head above every other"
-    assert 0.85 < auc["EAP logit diff"] < 0.99, "EAP does not separate them perfectly"
+    assert 0.9 < auc["EAP logit diff"] < 0.98, "EAP: about 0.94"
     assert auc["EAP logit diff"] < auc["EAP-IG logit diff"]
-    assert 0.9 < auc["ACDC KL"] < 1.0
+    assert 0.94 < auc["ACDC KL"] < 0.99, "ACDC: about 0.97"
     assert auc["exact logit diff"] > 0.99
 
 
