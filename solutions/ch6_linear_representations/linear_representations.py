@@ -99,12 +99,15 @@ def train_probe(
 
 
 def control_labels(
-    moves: Int[Tensor, " sample"],
-    table: Int[Tensor, "vocab square"],
-) -> Int[Tensor, "sample square"]:
-    """A control task (Hewitt & Liang 2019): each square's "state" is a fixed random function of
-    the move just played, `table[move, square]`. Only memorising the move token can predict it."""
-    return table[moves]
+    moves: Int[Tensor, "game move"],
+    table: Int[Tensor, "vocab vocab square"],
+) -> Int[Tensor, "game move square"]:
+    """A control task (Hewitt & Liang 2019): after each move, every square gets a fixed random
+    "state", `table[previous move, move, square]`, a function of the last two moves only. Before
+    the first move there is no previous move: use the last token id (othello.PAD) for it."""
+    pad = table.shape[0] - 1
+    previous = torch.cat([torch.full_like(moves[:, :1], pad), moves[:, :-1]], dim=1)
+    return table[previous, moves]
 
 
 def position_baseline(

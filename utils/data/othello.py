@@ -154,3 +154,16 @@ def random_games(n: int, generator: torch.Generator | None = None) -> Games:
         player = -player
     length = (moves != PAD).sum(dim=1)
     return Games(moves, boards, legal, flipped, length)
+
+
+def render(board: Int[Tensor, " square"], marks: Bool[Tensor, " square"] | None = None) -> str:
+    """A board as text: ● black, ○ white, · empty, * a marked empty square (e.g. the legal moves)."""
+    rows = ["  " + " ".join("ABCDEF")]
+    for r in range(SIZE):
+        cells = []
+        for c in range(SIZE):
+            s = r * SIZE + c
+            v = int(board[s])
+            cells.append("●" if v == BLACK else "○" if v == WHITE else "*" if marks is not None and marks[s] else "·")
+        rows.append(f"{r + 1} " + " ".join(cells))
+    return "\n".join(rows)

@@ -207,21 +207,43 @@ def _tp_module(resid, labels, n_classes=3, steps=200, lr=0.05):
 # -- control_labels --------------------------------------------------------------------------
 
 
-def _cl_by_sample(moves, table):
-    return table[torch.arange(len(moves)) % table.shape[0]]
+def _prev(moves, first):
+    out = torch.empty_like(moves)
+    out[:, 0] = first
+    out[:, 1:] = moves[:, :-1]
+    return out
 
 
-def _cl_transposed(moves, table):
-    return table[moves].T
+def _cl_swapped(moves, table):
+    return table[moves, _prev(moves, table.shape[0] - 1)]
 
 
-def _cl_index_select(moves, table):
-    return torch.index_select(table, 0, moves)
+def _cl_unshifted(moves, table):
+    return table[moves, moves]
 
 
-def _cl_gather(moves, table):
-    rows = moves[:, None].expand(-1, table.shape[1])
-    return table.gather(0, rows)
+def _cl_roll(moves, table):
+    return table[moves.roll(1, dims=-1), moves]
+
+
+def _cl_zero_first(moves, table):
+    return table[_prev(moves, 0), moves]
+
+
+def _cl_loop(moves, table):
+    games, n = moves.shape
+    out = torch.zeros(games, n, table.shape[-1], dtype=table.dtype)
+    for g in range(games):
+        previous = table.shape[0] - 1
+        for t in range(n):
+            out[g, t] = table[previous, moves[g, t]]
+            previous = moves[g, t]
+    return out
+
+
+def _cl_pad(moves, table):
+    previous = F.pad(moves, (1, 0), value=table.shape[0] - 1)[:, :-1]
+    return table[previous, moves]
 
 
 # -- position_baseline --------------------------------------------------------------------
@@ -632,11 +654,12 @@ VARIANTS = {
         Right("an nn.Linear with zero init", _tp_module),
     ],
     "ch6.control_labels": [
-        Wrong("row = sample index", _cl_by_sample, mistake="indexed by sample"),
-        Wrong("transposed", _cl_transposed, mistake="transposed"),
-        Wrong("the square axis indexed by the moves", lambda moves, table: table[:, moves], status="error"),
-        Right("index_select", _cl_index_select),
-        Right("gather on an expanded table", _cl_gather),
+        Wrong("previous and current swapped", _cl_swapped, mistake="previous and current swapped"),
+        Wrong("the move itself twice", _cl_unshifted, mistake="not shifted"),
+        Wrong("torch.roll", _cl_roll, mistake="wrapped around"),
+        Wrong("square 0 before the first move", _cl_zero_first, mistake="0 before the first move"),
+        Right("a loop", _cl_loop),
+        Right("F.pad", _cl_pad),
     ],
     "ch6.position_baseline": [
         Wrong("padding counted in the training counts", _pb_unmasked, mistake="padding counted in training"),

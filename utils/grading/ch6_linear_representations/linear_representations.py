@@ -237,20 +237,32 @@ def test_train_probe(check):
 # -- 3. probing done right ------------------------------------------------------------------
 
 
-@exercise(difficulty=1, minutes=5, hints=[
-    "Each sample's control labels are the row of `table` for the move it just played.",
-    "Index the table's first axis with the moves.",
-    "table[moves]",
+@exercise(difficulty=2, minutes=10, hints=[
+    "Build the previous move of every move: shift the moves right by one along the move axis and put the "
+    "last token id (table.shape[0] - 1) in front.",
+    "previous = torch.cat([torch.full_like(moves[:, :1], pad), moves[:, :-1]], dim=1); then index the table with "
+    "two index tensors.",
+    "return table[previous, moves]",
 ])
 def test_control_labels(check):
+    def shifted(moves, first):
+        return torch.cat([torch.full_like(moves[:, :1], first), moves[:, :-1]], dim=1)
+
     mistakes = [
-        Mistake("indexed by sample", "Use the move played at each sample as the row of the table, not the "
-                                     "sample's index.",
-                lambda moves, table: table[torch.arange(len(moves), device=moves.device) % table.shape[0]]),
-        Mistake("transposed", "Return [sample, square]: one row per sample.", lambda moves, table: table[moves].T),
+        Mistake("previous and current swapped", "The table is indexed [previous move, move, square]: the "
+                                                "previous move comes first.",
+                lambda moves, table: table[moves, shifted(moves, table.shape[0] - 1)]),
+        Mistake("not shifted", "Use the *previous* move as the first index: shift the moves right by one.",
+                lambda moves, table: table[moves, moves]),
+        Mistake("wrapped around", "torch.roll wraps the last move round to the front; before the first move "
+                                  "there is no previous move, so use the last token id (table.shape[0] - 1).",
+                lambda moves, table: table[torch.roll(moves, 1, dims=1), moves]),
+        Mistake("0 before the first move", "Before the first move use the last token id (table.shape[0] - 1), "
+                                           "not 0, which is a real square.",
+                lambda moves, table: table[shifted(moves, 0), moves]),
     ]
-    table = check.randint(3, 11, N_SQUARES)
-    check.case("14 samples, 11 move tokens", check.randint(11, 14), table, mistakes=mistakes)
+    table = check.randint(3, 11, 11, N_SQUARES)
+    check.case("4 games of 6 moves, 11 token ids", check.randint(10, 4, 6), table, mistakes=mistakes)
 
 
 def _baseline_data(check, games=6, moves=4):
