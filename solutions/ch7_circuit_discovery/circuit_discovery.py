@@ -190,7 +190,7 @@ def roc_points(scores: Float[Tensor, " n"], labels: Bool[Tensor, " n"]) -> tuple
     called = scores[None, :] >= thresholds[:, None]  # [threshold, n]
     tpr = (called & labels).sum(-1) / labels.sum()
     fpr = (called & ~labels).sum(-1) / (~labels).sum()
-    zero = torch.zeros(1)
+    zero = torch.zeros(1, device=scores.device)
     return torch.cat([zero, fpr.float()]), torch.cat([zero, tpr.float()])
 
 
@@ -231,7 +231,7 @@ def agreeing_resample(tokens: Int[Tensor, "batch pos"], offset: int, d_vocab: in
     with `tokens` only at position p + offset (where that is a position after BOS): the inputs a
     hypothesis "at p, this node reads only the token at p + offset" says should not change it."""
     batch, n_pos = tokens.shape
-    out = torch.randint(1, d_vocab, (n_pos, batch, n_pos), generator=generator)
+    out = torch.randint(1, d_vocab, (n_pos, batch, n_pos), generator=generator).to(tokens.device)
     out[:, :, 0] = tokens[:, 0]
     for p in range(n_pos):
         if 1 <= p + offset < n_pos:

@@ -45,6 +45,7 @@ READ = {
     "ks": "ks",
     "acdc_faithfulness": "{str(t): f for t, f in acdc_faithfulness.items()}",
     "tl_edge_message": "tl_edge_message",
+    "tl_direct_message": "tl_direct_message",
     "node_gap": "node_gap",
     "act_patch_gap": "act_patch_gap",
     "scrubbing": "scrubbing",
@@ -132,6 +133,7 @@ def test_faithfulness_curves_as_the_answer_says(values):
 
 def test_the_cross_check_with_transformer_lens(values):
     assert "use_attn_result" in values["tl_edge_message"] and "none of this model" in values["tl_edge_message"]
+    assert "use_split_qkv_input" in values["tl_direct_message"] and "none of this model" in values["tl_direct_message"]
     assert values["node_gap"] < 1e-4
     assert values["act_patch_gap"] < 1e-4
 
