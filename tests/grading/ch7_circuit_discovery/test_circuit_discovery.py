@@ -215,6 +215,33 @@ def _grads(em, tokens, metric, *, negate=False, return_delta=False, twice=False)
     return delta.detach() if return_delta else delta.grad.detach()
 
 
+def _grads_no_enable_grad(em, tokens, metric):
+    delta = em.zero_delta(tokens)
+    metric(em.run(tokens, receiver_delta=delta)).backward()
+    return delta.grad
+
+
+def _eap_edges_no_enable_grad(em, clean_tokens, corrupted_tokens, metric):
+    clean_outs = em.sender_outputs(clean_tokens)
+    corrupted_outs = em.sender_outputs(corrupted_tokens)
+    delta = em.zero_delta(clean_tokens)
+    metric(em.run(clean_tokens, receiver_delta=delta)).backward()
+    return ref.eap_scores(clean_outs, corrupted_outs, delta.grad, em.graph.adjacency)
+
+
+def _acdc_kept_as_visited(edges, metric_without, threshold):
+    removed, kept = set(), []
+    current = metric_without(removed)
+    for edge in reversed(edges):
+        trial = metric_without(removed | {edge})
+        if trial - current < threshold:
+            removed.add(edge)
+            current = trial
+        else:
+            kept.append(edge)
+    return kept
+
+
 def _grads_autograd(em, tokens, metric):
     delta = em.zero_delta(tokens)
     with torch.enable_grad():
@@ -487,6 +514,7 @@ VARIANTS = {
         Wrong("each edge tested alone", partial(_acdc, alone=True), mistake="each edge alone"),
         Wrong("abs of the change", partial(_acdc, absolute=True), mistake="absolute change"),
         Wrong("returned what was removed", partial(_acdc, removed_out=True), mistake="returned the removed edges"),
+        Wrong("kept edges in the order visited", _acdc_kept_as_visited, mistake="order visited"),
         Right("for loop", _acdc),
         Right("while loop over indices", _acdc_while),
     ],
@@ -503,6 +531,7 @@ VARIANTS = {
         Wrong("backward of -metric", partial(_grads, negate=True), mistake="negated"),
         Wrong("returned delta", partial(_grads, return_delta=True), mistake="returned delta"),
         Wrong("backward called twice", partial(_grads, twice=True), mistake="backward twice"),
+        Wrong("no torch.enable_grad()", _grads_no_enable_grad, mistake="gradients off", status="error"),
         Right("backward", _grads),
         Right("torch.autograd.grad", _grads_autograd),
     ],
@@ -519,6 +548,7 @@ VARIANTS = {
               mistake="gradient on the corrupted run"),
         Wrong("runs swapped (denoising)", partial(_eap_edges, denoise=True), mistake="denoising"),
         Wrong("negated", partial(_eap_edges, flip=True), mistake="wrong sign"),
+        Wrong("no torch.enable_grad()", _eap_edges_no_enable_grad, mistake="gradients off", status="error"),
         Right("with the earlier exercises", _eap_edges),
         Right("inline", _eap_edges_inline),
     ],

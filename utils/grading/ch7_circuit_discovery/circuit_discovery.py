@@ -16,6 +16,7 @@ import torch
 from solutions.ch7_circuit_discovery import circuit_discovery as ref
 from utils.circuits import EdgeModel, Graph, node_of
 from utils.grading import Mistake, exercise
+from utils.grading.feedback import LearnerError
 
 N_POS = 6
 D_VOCAB = 12
@@ -62,6 +63,21 @@ def _metric(tokens):
         log_probs = logits[:, 2:-1].log_softmax(-1)
         return log_probs.gather(-1, tokens[:, 3:, None])[..., 0].mean()
     return metric
+
+
+def _case_with_gradients_off(check, name, *args, mistakes, **kwargs):
+    """`check.case` as the notebook runs it: with gradients switched off globally (its set-up cell calls
+    torch.set_grad_enabled(False)), so that a function that forgets torch.enable_grad() fails here too."""
+    with torch.no_grad():
+        try:
+            check.case(name, *args, mistakes=mistakes, **kwargs)
+        except LearnerError as error:
+            if "does not require grad" not in error.detail:
+                raise
+            raise LearnerError(error.detail, exercise=error.exercise, case=error.case, mistake="gradients off",
+                               hint="The notebook switches gradients off (torch.set_grad_enabled(False)), so nothing "
+                                    "records a graph to backpropagate through: run the forward pass and backward() "
+                                    "inside `with torch.enable_grad():`.") from None
 
 
 # -- 1. the graph and edge patching ---------------------------------------------------------------
@@ -228,7 +244,7 @@ class _Metric:
 
 
 def _acdc_variant(edges, metric_without, threshold, *, forward=False, baseline=False, alone=False,
-                  absolute=False, return_removed=False):
+                  absolute=False, return_removed=False, visit_order=False):
     removed: set = set()
     current = metric_without(set())
     start = current
@@ -238,6 +254,8 @@ def _acdc_variant(edges, metric_without, threshold, *, forward=False, baseline=F
         if (abs(diff) if absolute else diff) < threshold:
             removed.add(edge)
             current = trial
+    if visit_order:
+        return [e for e in reversed(edges) if e not in removed]
     return [e for e in edges if (e in removed) == return_removed]
 
 
@@ -259,6 +277,8 @@ def test_acdc(check):
                 "*lowers* the KL, that is no reason to keep it.", partial(_acdc_variant, absolute=True)),
         Mistake("returned the removed edges", "Return the edges ACDC *keeps* (the circuit).",
                 partial(_acdc_variant, return_removed=True)),
+        Mistake("order visited", "Return the kept edges in forward order, as `edges` lists them, not in the "
+                "backward order ACDC visits them.", partial(_acdc_variant, visit_order=True)),
     ]
     metric = _Metric(ACDC_COST, ACDC_PAIRS)
     for threshold in (0.03, 0.1):
@@ -331,7 +351,7 @@ def test_receiver_gradients(check):
                 partial(_grads_variant, twice=True)),
     ]
     clean, _ = _tokens(check)
-    check.case("tiny model", _em(), clean, _metric(clean), mistakes=mistakes)
+    _case_with_gradients_off(check, "tiny model", _em(), clean, _metric(clean), mistakes=mistakes)
 
 
 def _eap_variant(clean_outs, corrupted_outs, grads, adjacency, *, sign=1.0, act=False, mask=True, reduce="sum"):
@@ -390,7 +410,7 @@ def test_eap_edge_scores(check):
                 "metric.", partial(_eap_edge_variant, sign=-1.0)),
     ]
     clean, corrupted = _tokens(check)
-    check.case("tiny model", _em(), clean, corrupted, _metric(clean), mistakes=mistakes)
+    _case_with_gradients_off(check, "tiny model", _em(), clean, corrupted, _metric(clean), mistakes=mistakes)
 
 
 def _path_variant(clean, corrupted, steps, *, start=1, reverse=False, both_ends=False):
@@ -452,7 +472,7 @@ def test_eap_ig_edge_scores(check):
                 "path.", partial(_ig_variant, eap=True)),
     ]
     clean, corrupted = _tokens(check)
-    check.case("tiny model, 3 steps", _em(), clean, corrupted, _metric(clean), 3, mistakes=mistakes)
+    _case_with_gradients_off(check, "tiny model, 3 steps", _em(), clean, corrupted, _metric(clean), 3, mistakes=mistakes)
 
 
 def _top_variant(scores, adjacency, k, *, signed=False, smallest=False, unmasked=False):
