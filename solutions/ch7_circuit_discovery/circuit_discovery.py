@@ -42,7 +42,8 @@ def graph_edges(n_layers: int, n_heads: int, mlps: bool) -> list[tuple[str, str]
     return edges
 
 
-def receiver_input(current: Float[Tensor, "sender batch pos d_model"], source: Float[Tensor, "sender batch pos d_model"],
+def receiver_input(current: Float[Tensor, "sender batch pos d_model"],
+                   source: Float[Tensor, "sender batch pos d_model"],
                    keep: Bool[Tensor, " sender"]) -> Float[Tensor, "batch pos d_model"]:
     """One receiver's input when only some of its edges are patched: the sum over its senders of the
     current run's output where `keep` is True and the source run's output where it is False."""
@@ -128,7 +129,8 @@ def receiver_gradients(em, tokens: Int[Tensor, "batch pos"],
     return delta.grad.detach()
 
 
-def eap_scores(clean_outs: Float[Tensor, "sender batch pos d_model"], corrupted_outs: Float[Tensor, "sender batch pos d_model"],
+def eap_scores(clean_outs: Float[Tensor, "sender batch pos d_model"],
+               corrupted_outs: Float[Tensor, "sender batch pos d_model"],
                grads: Float[Tensor, "receiver batch pos d_model"],
                adjacency: Bool[Tensor, "sender receiver"]) -> Float[Tensor, "sender receiver"]:
     """First-order estimate of the metric change from corrupting each edge: (corrupted - clean sender
