@@ -76,8 +76,8 @@ def train_probe(
     resid: Float[Tensor, "sample d_model"],
     labels: Int[Tensor, "sample square"],
     n_classes: int = 3,
-    steps: int = 200,
-    lr: float = 0.05,
+    steps: int = 100,
+    lr: float = 0.1,
 ) -> tuple[Float[Tensor, "d_model square cls"], Float[Tensor, "square cls"]]:
     """Fit a linear probe by full-batch Adam on `probe_loss`, starting from zero weights.
 
