@@ -104,7 +104,8 @@ def control_labels(
 ) -> Int[Tensor, "game move square"]:
     """A control task (Hewitt & Liang 2019): after each move, every square gets a fixed random
     "state", `table[previous move, move, square]`, a function of the last two moves only. Before
-    the first move there is no previous move: use the last token id (othello.PAD) for it."""
+    the first move there is no previous move: use the table's last token id, `table.shape[0] - 1`
+    (othello.PAD for a table over the Othello tokens)."""
     pad = table.shape[0] - 1
     previous = torch.cat([torch.full_like(moves[:, :1], pad), moves[:, :-1]], dim=1)
     return table[previous, moves]
@@ -118,7 +119,8 @@ def position_baseline(
     n_classes: int = 3,
 ) -> Float[Tensor, " square"]:
     """Per-square accuracy of guessing, for each move number, the class most common at that move
-    number and square in the training games: what a probe gets from the position alone."""
+    number and square in the valid training positions (ties go to the lower class, as argmax does;
+    a move number no training game reaches guesses class 0): what the position alone gives."""
     counts = F.one_hot(train_labels, n_classes) * valid_train[..., None, None]
     guess = counts.sum(dim=0).argmax(dim=-1)                                    # move square
     correct = (test_labels == guess[None]).float()

@@ -177,6 +177,61 @@ def _tp_few_steps(resid, labels, n_classes=3, steps=200, lr=0.05):
     return _tp(resid, labels, n_classes, 3, lr)
 
 
+def _tp_fixed_bias(resid, labels, n_classes=3, steps=200, lr=0.05):
+    W = torch.zeros(resid.shape[1], labels.shape[1], n_classes, requires_grad=True)
+    b = torch.zeros(labels.shape[1], n_classes)
+    opt = torch.optim.Adam([W], lr=lr)
+    for _ in range(steps):
+        loss = F.cross_entropy((torch.einsum("nd,dsc->nsc", resid, W) + b).reshape(-1, n_classes), labels.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return W.detach(), b
+
+
+def _tp_random_init(resid, labels, n_classes=3, steps=200, lr=0.05):
+    torch.manual_seed(0)
+    W = torch.randn(resid.shape[1], labels.shape[1], n_classes, requires_grad=True)
+    b = torch.zeros(labels.shape[1], n_classes, requires_grad=True)
+    opt = torch.optim.Adam([W, b], lr=lr)
+    for _ in range(steps):
+        loss = F.cross_entropy((torch.einsum("nd,dsc->nsc", resid, W) + b).reshape(-1, n_classes), labels.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return W.detach(), b.detach()
+
+
+def _tp_half_steps(resid, labels, n_classes=3, steps=200, lr=0.05):
+    return _tp(resid, labels, n_classes, steps // 2, lr)
+
+
+def _tp_triple_lr(resid, labels, n_classes=3, steps=200, lr=0.05):
+    return _tp(resid, labels, n_classes, steps, 3 * lr)
+
+
+def _tp_three_classes(resid, labels, n_classes=3, steps=200, lr=0.05):
+    return _tp(resid, labels, 3, steps, lr)
+
+
+def _tp_grad_on_resid(resid, labels, n_classes=3, steps=200, lr=0.05):
+    resid.requires_grad_(True)
+    return _tp(resid, labels, n_classes, steps, lr)
+
+
+def _tp_sum_over_squares(resid, labels, n_classes=3, steps=200, lr=0.05):
+    W = torch.zeros(resid.shape[1], labels.shape[1], n_classes, requires_grad=True)
+    b = torch.zeros(labels.shape[1], n_classes, requires_grad=True)
+    opt = torch.optim.Adam([W, b], lr=lr)
+    for _ in range(steps):
+        logits = einops.einsum(resid, W, "n d, d s c -> n s c") + b
+        loss = sum(F.cross_entropy(logits[:, q], labels[:, q]) for q in range(labels.shape[1]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return W.detach(), b.detach()
+
+
 def _tp_sgd(resid, labels, n_classes=3, steps=200, lr=0.05):
     W = torch.zeros(resid.shape[1], labels.shape[1], n_classes, requires_grad=True)
     b = torch.zeros(labels.shape[1], n_classes, requires_grad=True)
@@ -510,6 +565,58 @@ def _tt_few_steps(model, resid, final_logits, steps=150, lr=1e-2):
     return _tt(model, resid, final_logits, 2, lr)
 
 
+def _tt_reverse_kl(model, resid, final_logits, steps=150, lr=1e-2):
+    d = resid.shape[-1]
+    A = torch.zeros(d, d, requires_grad=True)
+    b = torch.zeros(d, requires_grad=True)
+    opt = torch.optim.Adam([A, b], lr=lr)
+    for _ in range(steps):
+        loss = _kl(final_logits, model.unembed(model.ln_final(resid + resid @ A + b))).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return A.detach(), b.detach()
+
+
+def _tt_mse(model, resid, final_logits, steps=150, lr=1e-2):
+    d = resid.shape[-1]
+    A = torch.zeros(d, d, requires_grad=True)
+    b = torch.zeros(d, requires_grad=True)
+    opt = torch.optim.Adam([A, b], lr=lr)
+    for _ in range(steps):
+        loss = ((model.unembed(model.ln_final(resid + resid @ A + b)) - final_logits) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return A.detach(), b.detach()
+
+
+def _tt_not_detached(model, resid, final_logits, steps=150, lr=1e-2):
+    d = resid.shape[-1]
+    A = torch.zeros(d, d, requires_grad=True)
+    b = torch.zeros(d, requires_grad=True)
+    opt = torch.optim.Adam([A, b], lr=lr)
+    for _ in range(steps):
+        loss = _kl(model.unembed(model.ln_final(resid + resid @ A + b)), final_logits).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return A, b
+
+
+def _tt_all_params(model, resid, final_logits, steps=150, lr=1e-2):
+    d = resid.shape[-1]
+    A = torch.zeros(d, d, requires_grad=True)
+    b = torch.zeros(d, requires_grad=True)
+    opt = torch.optim.Adam([A, b, *model.parameters()], lr=lr)
+    for _ in range(steps):
+        loss = _kl(model.unembed(model.ln_final(resid + resid @ A + b)), final_logits).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return A.detach(), b.detach()
+
+
 def _tt_kl_div(model, resid, final_logits, steps=150, lr=1e-2):
     d = resid.shape[-1]
     A = torch.zeros(d, d, requires_grad=True)
@@ -644,14 +751,24 @@ VARIANTS = {
     "ch6.probe_accuracy": [
         Wrong("one overall number", _acc_scalar, mistake="one number"),
         Wrong("mean over squares", _acc_per_sample, mistake="per sample"),
+        Wrong("the right/wrong matrix, not averaged", lambda lo, la: (lo.argmax(-1) == la).float(),
+              mistake="not averaged"),
         Right("a loop over squares", _acc_loop),
+        Right("float64", lambda lo, la: (lo.argmax(-1) == la).double().mean(0)),
     ],
     "ch6.train_probe": [
         Wrong("optimizer.step() forgotten", _tp_no_step, mistake="untrained"),
         Wrong("W and b returned with their graph", _tp_not_detached, mistake="not detached"),
         Wrong("3 steps instead of `steps`", _tp_few_steps, mistake="undertrained"),
         Wrong("plain SGD at the same lr", _tp_sgd, mistake="undertrained"),
+        Wrong("the bias left out of the optimizer", _tp_fixed_bias, mistake="bias not trained"),
+        Wrong("random initial weights", _tp_random_init, mistake="another recipe"),
+        Wrong("half the steps", _tp_half_steps, mistake="another recipe"),
+        Wrong("three times the lr", _tp_triple_lr, mistake="another recipe"),
+        Wrong("n_classes ignored", _tp_three_classes),
+        Wrong("requires_grad_ on the residuals", _tp_grad_on_resid, mistake="residuals trained"),
         Right("an nn.Linear with zero init", _tp_module),
+        Right("the loss summed over squares (Adam does not mind the scale)", _tp_sum_over_squares),
     ],
     "ch6.control_labels": [
         Wrong("previous and current swapped", _cl_swapped, mistake="previous and current swapped"),
@@ -667,6 +784,7 @@ VARIANTS = {
         Wrong("one guess per square for all moves", _pb_per_square, mistake="one guess per square"),
         Wrong("majority taken on the test games", _pb_on_test, mistake="fitted on the test games"),
         Right("loops and bincount", _pb_loops),
+        Right("float64", lambda tr, te, vtr, vte, n=3: _pb_loops(tr, te, vtr, vte, n).double()),
     ],
     "ch6.class_direction": [
         Wrong("source minus target", _cd_reversed, mistake="reversed"),
@@ -706,7 +824,11 @@ VARIANTS = {
         Wrong("KL(lens || final)", _kl_reversed, mistake="reversed"),
         Wrong("mean over squares", _kl_mean, mistake="averaged over squares"),
         Wrong("raw logits", _kl_raw, mistake="raw logits"),
+        Wrong("softmax().log(), which overflows for confident logits",
+              lambda lens, final: (final.softmax(-1) * (final.softmax(-1).log() - lens.softmax(-1).log())).sum(-1),
+              hint_contains="log_softmax"),
         Right("F.kl_div with log targets", _kl_torch),
+        Right("in float64", lambda lens, final: _kl_torch(lens.double(), final.double())),
     ],
     "ch6.tuned_lens": [
         Wrong("no skip connection", _tl_no_skip, mistake="no skip connection"),
@@ -718,6 +840,10 @@ VARIANTS = {
         Wrong("the model's weights trained too", _tt_trains_model, mistake="model trained"),
         Wrong("optimizer.step() forgotten", _tt_no_step, mistake="untrained"),
         Wrong("2 steps", _tt_few_steps, mistake="undertrained"),
+        Wrong("KL the other way round", _tt_reverse_kl, mistake="another recipe"),
+        Wrong("squared error on the logits", _tt_mse, mistake="another recipe"),
+        Wrong("A and b returned with their graph", _tt_not_detached, mistake="not detached"),
+        Wrong("the model's parameters given to the optimizer too", _tt_all_params, mistake="model trained"),
         Right("F.kl_div, batchmean", _tt_kl_div),
     ],
     "ch6.mean_difference": [
@@ -725,6 +851,7 @@ VARIANTS = {
         Wrong("target minus the mean of all samples", _md_overall, mistake="minus the overall mean"),
         Wrong("normalised", _md_unit, mistake="normalised"),
         Right("weighted sums", _md_weights),
+        Right("float64", lambda r, la, s, t, so: r.double()[la[:, s] == t].mean(0) - r.double()[la[:, s] == so].mean(0)),
     ],
     "ch6.steering_curve": [
         Wrong("added at every position", _sv_every, mistake="every position"),

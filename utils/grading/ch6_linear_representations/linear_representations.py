@@ -43,7 +43,8 @@ def _model_case(check, name, model, *args, mistakes=()):
     got = check.run(model, *fresh(args), case=name)
     _expect_no_hooks(check, model, name)
     expected = check.reference(model, *fresh(args))
-    check.compare(got, expected, case=name, mistakes=mistakes, inputs=((model, *args), {}), atol=1e-4)
+    check.compare(got, expected, case=name, mistakes=mistakes, inputs=((model, *args), {}), atol=1e-4,
+                  check_dtype=False)
 
 
 def _expect_no_hooks(check, model, case):
@@ -153,7 +154,7 @@ def test_probe_logits(check):
                 lambda r, W, b: ref.probe_logits(r, W, b).softmax(-1)),
     ]
     W, b = _probe(check)
-    check.case("10 samples, d_model 6", check.randn(10, 6), W, b, mistakes=mistakes)
+    check.case("10 samples, d_model 6", check.randn(10, 6), W, b, mistakes=mistakes, check_dtype=False)
 
 
 @exercise(difficulty=2, minutes=10, hints=[
@@ -188,8 +189,11 @@ def test_probe_accuracy(check):
                 lambda lo, la: (lo.argmax(-1) == la).float().mean()),
         Mistake("per sample", "Average over the samples (dim 0), not over the squares: the answer has one "
                               "entry per square.", lambda lo, la: (lo.argmax(-1) == la).float().mean(dim=1)),
+        Mistake("not averaged", "Average the right/wrong matrix over the samples: return one accuracy per square.",
+                lambda lo, la: (lo.argmax(-1) == la).float()),
     ]
-    check.case("12 samples", check.randn(12, N_SQUARES, 3), check.randint(3, 12, N_SQUARES), mistakes=mistakes)
+    check.case("12 samples", check.randn(12, N_SQUARES, 3), check.randint(3, 12, N_SQUARES), mistakes=mistakes,
+               check_dtype=False)
 
 
 def _planted(check, n=400, d_model=8, n_classes=3):
@@ -210,28 +214,50 @@ def _planted(check, n=400, d_model=8, n_classes=3):
 ])
 def test_train_probe(check):
     resid, labels = _planted(check)
-    case = "planted linear states, 400 samples"
-    got = check.run(resid, labels, 3, 200, 0.05, case=case)
-    check.expect(isinstance(got, tuple) and len(got) == 2, case=case, message="did not return a pair (W, b)",
-                 hint="Return the trained weight and bias: `return W.detach(), b.detach()`.")
-    W, b = got
-    check.expect(tuple(W.shape) == (8, N_SQUARES, 3) and tuple(b.shape) == (N_SQUARES, 3), case=case,
-                 message=f"W has shape {tuple(W.shape)} and b {tuple(b.shape)}; expected (8, {N_SQUARES}, 3) and "
-                         f"({N_SQUARES}, 3)", hint="W is [d_model, square, cls], b is [square, cls].")
-    check.expect(not W.requires_grad and not b.requires_grad, case=case, mistake="not detached",
-                 message="the returned tensors still require grad",
-                 hint="Return W.detach(), b.detach(): the caller should get plain tensors, not a graph.")
-    accuracy = ref.probe_accuracy(ref.probe_logits(resid, W, b), labels).mean().item()
-    W_ref, b_ref = ref.train_probe(resid, labels, 3, 200, 0.05)
-    target = ref.probe_accuracy(ref.probe_logits(resid, W_ref, b_ref), labels).mean().item()
-    untrained = (W.abs().max() == 0).item()
-    check.expect(accuracy >= target - 0.03, case=case, mistake="untrained" if untrained else "undertrained",
-                 message=f"your probe reads {accuracy:.0%} of the planted states correctly; a probe trained as the "
-                         f"docstring says reads {target:.0%}",
-                 hint="Your W is still all zeros: is it the tensor the optimizer updates, and do you call "
-                      "optimizer.step() in the loop?" if untrained else
-                      "Train for the given steps with the given lr, Adam, full batch, starting from zeros, "
-                      "and zero the gradients every step.")
+    for case, args in (("planted linear states, 400 samples", (3, 200, 0.05)),
+                       ("2 classes, 60 steps at lr 0.1", (2, 60, 0.1))):
+        n_classes = args[0]
+        y = labels.clamp(max=n_classes - 1)
+        given = resid.clone()
+        got = check.run(given, y, *args, case=case)
+        check.expect(not given.requires_grad and given.grad is None, case=case, mistake="residuals trained",
+                     message="your function made the residuals require (or collect) gradients",
+                     hint="Only W and b are parameters: leave `resid` alone (no requires_grad_ on it); "
+                          "`resid.detach()` is safe.")
+        check.expect(isinstance(got, tuple) and len(got) == 2, case=case, message="did not return a pair (W, b)",
+                     hint="Return the trained weight and bias: `return W.detach(), b.detach()`.")
+        W, b = got
+        check.expect(isinstance(W, torch.Tensor) and isinstance(b, torch.Tensor)
+                     and tuple(W.shape) == (8, N_SQUARES, n_classes) and tuple(b.shape) == (N_SQUARES, n_classes),
+                     case=case, message=f"W has shape {tuple(getattr(W, 'shape', ()))} and b "
+                                        f"{tuple(getattr(b, 'shape', ()))}; expected (8, {N_SQUARES}, {n_classes}) "
+                                        f"and ({N_SQUARES}, {n_classes})",
+                     hint="W is [d_model, square, cls] and b is [square, cls], with cls = n_classes.")
+        check.expect(not W.requires_grad and not b.requires_grad, case=case, mistake="not detached",
+                     message="the returned tensors still require grad",
+                     hint="Return W.detach(), b.detach(): the caller should get plain tensors, not a graph.")
+        W_ref, b_ref = ref.train_probe(resid, y, *args)
+        accuracy = ref.probe_accuracy(ref.probe_logits(resid, W, b), y).mean().item()
+        target = ref.probe_accuracy(ref.probe_logits(resid, W_ref, b_ref), y).mean().item()
+        untrained = bool(W.abs().max() == 0)
+        check.expect(accuracy >= target - 0.03, case=case, mistake="untrained" if untrained else "undertrained",
+                     message=f"your probe reads {accuracy:.0%} of the planted states correctly; a probe trained as "
+                             f"the docstring says reads {target:.0%}",
+                     hint="Your W is still all zeros: is it the tensor the optimizer updates, and do you call "
+                          "optimizer.step() in the loop?" if untrained else
+                          "Train for the given steps with the given lr, Adam, full batch, starting from zeros, "
+                          "and zero the gradients every step.")
+        check.expect(bool(b.abs().max() > 0), case=case, mistake="bias not trained",
+                     message="the bias b is still all zeros after training",
+                     hint="Give both W and b to the optimizer: torch.optim.Adam([W, b], lr=lr).")
+        gap = (ref.probe_logits(resid, W, b) - ref.probe_logits(resid, W_ref, b_ref)).abs().max().item()
+        check.expect(gap < 0.05 * (1 + ref.probe_logits(resid, W_ref, b_ref).abs().max().item()), case=case,
+                     mistake="another recipe",
+                     message=f"your probe's logits differ from those of a probe trained as the docstring says by up "
+                             f"to {gap:.3g}",
+                     hint="Follow the recipe exactly: W and b start at zero, Adam with the given lr, full batch, "
+                          "exactly `steps` steps of probe_loss; a different start, lr or step count gives a "
+                          "different probe.")
 
 
 # -- 3. probing done right ------------------------------------------------------------------
@@ -261,8 +287,8 @@ def test_control_labels(check):
                                            "not 0, which is a real square.",
                 lambda moves, table: table[shifted(moves, 0), moves]),
     ]
-    table = check.randint(3, 11, 11, N_SQUARES)
-    check.case("4 games of 6 moves, 11 token ids", check.randint(10, 4, 6), table, mistakes=mistakes)
+    table = check.randint(3, 37, 37, N_SQUARES)
+    check.case("4 games of 6 moves", check.randint(36, 4, 6), table, mistakes=mistakes)
 
 
 def _baseline_data(check, games=6, moves=4):
@@ -308,7 +334,7 @@ def test_position_baseline(check):
         Mistake("fitted on the test games", "Find the most common classes on the *training* games and score "
                                             "them on the test games.", fit_on_test),
     ]
-    check.case("6 training and 3 test games", *_baseline_data(check), mistakes=mistakes)
+    check.case("6 training and 3 test games", *_baseline_data(check), mistakes=mistakes, check_dtype=False)
 
 
 # -- 4. intervening along a probe direction ---------------------------------------------------
@@ -465,7 +491,11 @@ def test_kl_from_final(check):
                 lambda lens, final: (final.softmax(-1) * (final - lens)).sum(-1)),
     ]
     check.case("[3, 4, 9] logits", check.randn(3, 4, 9, scale=2.0), check.randn(3, 4, 9, scale=2.0),
-               mistakes=mistakes)
+               mistakes=mistakes, check_dtype=False)
+    check.case("very confident logits", check.randn(2, 9, scale=200.0), check.randn(2, 9, scale=200.0),
+               mistakes=mistakes, check_dtype=False,
+               hint="Use log_softmax, not softmax().log(): with large logits a probability underflows to 0 and "
+                    "its log is -inf.")
 
 
 @exercise(difficulty=1, minutes=10, hints=[
@@ -504,6 +534,7 @@ def test_train_translator(check):
     resid = einops.rearrange(cache["blocks.0.hook_resid_post"], "b p d -> (b p) d")
     final = einops.rearrange(logits, "b p v -> (b p) v")
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.requires_grad_(True)  # as a loaded model is: training it by mistake must show
     try:
         # the model is passed through a closure: a changed model is diagnosed below, not as an edited input
         got = check.call(lambda r, f, steps, lr: check.candidate(model, r, f, steps, lr), resid, final, 150, 1e-2,
@@ -515,23 +546,39 @@ def test_train_translator(check):
         check.expect(isinstance(got, tuple) and len(got) == 2, case=case, message="did not return a pair (A, b)",
                      hint="Return A.detach(), b.detach().")
         A, b = got
-        check.expect(tuple(A.shape) == (24, 24) and tuple(b.shape) == (24,), case=case,
-                     message=f"A has shape {tuple(A.shape)} and b {tuple(b.shape)}; expected (24, 24) and (24,)",
+        check.expect(isinstance(A, torch.Tensor) and isinstance(b, torch.Tensor)
+                     and tuple(A.shape) == (24, 24) and tuple(b.shape) == (24,), case=case,
+                     message=f"A has shape {tuple(getattr(A, 'shape', ()))} and b {tuple(getattr(b, 'shape', ()))}; "
+                             f"expected (24, 24) and (24,)",
                      hint="A is [d_model, d_model] and b is [d_model].")
-        A_ref, b_ref = ref.train_translator(model, resid, final, 150, 1e-2)
-        with torch.no_grad():
-            kl = ref.kl_from_final(ref.tuned_lens(model, resid, A.to(resid), b.to(resid)), final).mean().item()
-            kl_logit_lens = ref.kl_from_final(ref.logit_lens(model, resid), final).mean().item()
-            kl_ref = ref.kl_from_final(ref.tuned_lens(model, resid, A_ref, b_ref), final).mean().item()
-        untrained = bool(A.abs().max() == 0 and b.abs().max() == 0)
-        check.expect(kl <= kl_ref * 1.2 + 0.01, case=case, mistake="untrained" if untrained else "undertrained",
-                     message=f"your tuned lens is {kl:.3f} nats from the final output; the logit lens is "
-                             f"{kl_logit_lens:.3f} and a translator trained as the docstring says {kl_ref:.3f}",
-                     hint="A and b are still zero: do you call optimizer.step(), on the tensors you return?"
-                          if untrained else "Minimise the mean KL from the final output, with Adam at the given lr "
-                                            "for the given steps, starting from A = 0 and b = 0.")
+        check.expect(not A.requires_grad and not b.requires_grad, case=case, mistake="not detached",
+                     message="the returned tensors still require grad",
+                     hint="Return A.detach(), b.detach(): the caller should get plain tensors, not a graph.")
     finally:
+        with torch.no_grad():
+            model.load_state_dict(before)
         clean_up(model)
+    A_ref, b_ref = ref.train_translator(model, resid, final, 150, 1e-2)
+    clean_up(model)
+    with torch.no_grad():
+        A, b = A.to(resid), b.to(resid)
+        kl = ref.kl_from_final(ref.tuned_lens(model, resid, A, b), final).mean().item()
+        kl_logit_lens = ref.kl_from_final(ref.logit_lens(model, resid), final).mean().item()
+        kl_ref = ref.kl_from_final(ref.tuned_lens(model, resid, A_ref, b_ref), final).mean().item()
+        gap = (ref.tuned_lens(model, resid, A, b) - ref.tuned_lens(model, resid, A_ref, b_ref)).abs().max().item()
+    untrained = bool(A.abs().max() == 0 and b.abs().max() == 0)
+    check.expect(kl <= kl_ref * 1.2 + 0.01, case=case, mistake="untrained" if untrained else "undertrained",
+                 message=f"your tuned lens is {kl:.3f} nats from the final output; the logit lens is "
+                         f"{kl_logit_lens:.3f} and a translator trained as the docstring says {kl_ref:.3f}",
+                 hint="A and b are still zero: do you call optimizer.step(), on the tensors you return?"
+                      if untrained else "Minimise the mean KL from the final output, with Adam at the given lr "
+                                        "for the given steps, starting from A = 0 and b = 0.")
+    check.expect(gap < 0.05, case=case, mistake="another recipe",
+                 message=f"your lens's logits differ by up to {gap:.3g} from those of a translator trained as the "
+                         f"docstring says",
+                 hint="Follow the recipe: A and b start at zero, Adam at the given lr for exactly `steps` steps, "
+                      "and the loss is kl_from_final(lens logits, final logits).mean() (KL from the final output, "
+                      "not the reverse, not a squared error).")
 
 
 # -- 6. steering ------------------------------------------------------------------------------
@@ -560,8 +607,8 @@ def test_mean_difference(check):
                 / ref.mean_difference(r, la, s, t, so).norm()),
     ]
     resid, labels = _labelled(check)
-    check.case("square 2, empty -> class 1", resid, labels, 2, 0, 1, mistakes=mistakes)
-    check.case("square 5, class 2 -> class 1", resid, labels, 5, 2, 1, mistakes=mistakes)
+    check.case("square 2, empty -> class 1", resid, labels, 2, 0, 1, mistakes=mistakes, check_dtype=False)
+    check.case("square 5, class 2 -> class 1", resid, labels, 5, 2, 1, mistakes=mistakes, check_dtype=False)
 
 
 def _steer_variant(*, every=False, read_last=False, logits=False):
