@@ -77,7 +77,8 @@ def acdc(edges: list[tuple[str, str]], metric_without: Callable[[set], float],
          threshold: float) -> list[tuple[str, str]]:
     """ACDC (Conmy et al. 2023): visit the edges from the output backwards (the reverse of `edges`, which is
     in forward order); remove an edge for good if removing it, on top of everything removed so far, raises
-    `metric_without(removed)` (e.g. the KL from the clean model) by less than `threshold`.
+    `metric_without(removed)` (e.g. the KL from the clean model) by strictly less than `threshold` (a rise of
+    exactly `threshold` keeps the edge).
 
     Returns the kept edges in forward order."""
     removed: set = set()
@@ -122,7 +123,7 @@ def receiver_gradients(em, tokens: Int[Tensor, "batch pos"],
     """d metric / d (every receiver's input) on the run of `tokens`: one forward and one backward pass.
 
     A zero tensor added to every receiver's input (`em.run(..., receiver_delta=...)`) has exactly these
-    gradients."""
+    gradients. Returns a detached tensor (no graph attached)."""
     delta = em.zero_delta(tokens)
     with torch.enable_grad():
         metric(em.run(tokens, receiver_delta=delta)).backward()
@@ -141,8 +142,9 @@ def eap_scores(clean_outs: Float[Tensor, "sender batch pos d_model"],
 
 def eap_edge_scores(em, clean_tokens: Int[Tensor, "batch pos"], corrupted_tokens: Int[Tensor, "batch pos"],
                     metric: Callable[[Tensor], Tensor]) -> Float[Tensor, "sender receiver"]:
-    """EAP (Syed et al. 2023): every edge's score from two forward passes and one backward pass, with the
-    gradient taken on the clean run (where the edges are being corrupted)."""
+    """EAP (Syed et al. 2023): every edge's score from at most three forward passes (clean and corrupted sender
+    outputs, the clean run to differentiate) and one backward pass, with the gradient taken on the clean run
+    (where the edges are being corrupted)."""
     clean_outs = em.sender_outputs(clean_tokens)
     corrupted_outs = em.sender_outputs(corrupted_tokens)
     grads = receiver_gradients(em, clean_tokens, metric)
@@ -175,7 +177,8 @@ def eap_ig_edge_scores(em, clean_tokens: Int[Tensor, "batch pos"], corrupted_tok
 
 def top_k_edges(scores: Float[Tensor, "sender receiver"], adjacency: Bool[Tensor, "sender receiver"],
                 k: int) -> Bool[Tensor, "sender receiver"]:
-    """The k edges with the largest |score| (a large negative effect matters as much as a positive one)."""
+    """The k edges with the largest |score| (a large negative effect matters as much as a positive one): exactly
+    k real edges, even when scores tie (ties broken arbitrarily) or are 0."""
     flat = scores.abs().masked_fill(~adjacency, -1.0).flatten()
     mask = torch.zeros_like(flat, dtype=torch.bool)
     mask[flat.topk(k).indices] = True
@@ -231,7 +234,8 @@ def agreeing_resample(tokens: Int[Tensor, "batch pos"], offset: int, d_vocab: in
                       generator: torch.Generator | None = None) -> Int[Tensor, "pos batch pos"]:
     """For each position p, new random sequences ([BOS] + tokens uniform over 1 ... d_vocab - 1) that agree
     with `tokens` only at position p + offset (where that is a position after BOS): the inputs a
-    hypothesis "at p, this node reads only the token at p + offset" says should not change it."""
+    hypothesis "at p, this node reads only the token at p + offset" says should not change it. Every random token
+    comes from `generator`, so one seed gives the same sequences."""
     batch, n_pos = tokens.shape
     out = torch.randint(1, d_vocab, (n_pos, batch, n_pos), generator=generator).to(tokens.device)
     out[:, :, 0] = tokens[:, 0]

@@ -476,6 +476,112 @@ def _assemble_shifted(outputs):
     return torch.stack([outputs[p, :, p - 1 if p else 0] for p in range(outputs.shape[0])], dim=1)
 
 
+# -- holes found by the blind audit ----------------------------------------------------------------------------
+
+
+def _edges_as_lists(n_layers, n_heads, mlps):
+    return [[s, r] for s, r in _edges(n_layers, n_heads, mlps)]
+
+
+def _lp_raw_logits(logits, tokens, seq_len):
+    lp = logits[:, seq_len + 1:-1]
+    return lp.gather(-1, tokens[:, seq_len + 2:, None]).mean()
+
+
+def _acdc_at_most(edges, metric_without, threshold):
+    removed: set = set()
+    current = metric_without(removed)
+    for edge in reversed(edges):
+        trial = metric_without(removed | {edge})
+        if trial - current <= threshold:
+            removed.add(edge)
+            current = trial
+    return [e for e in edges if e not in removed]
+
+
+def _grads_create_graph(em, tokens, metric):
+    delta = em.zero_delta(tokens)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(metric(em.run(tokens, receiver_delta=delta)), delta, create_graph=True)
+    return grad
+
+
+def _grads_extra_forward(em, tokens, metric):
+    print("metric before:", metric(em.run(tokens)).item())
+    return _grads(em, tokens, metric)
+
+
+def _eap_edges_baseline_run(em, clean_tokens, corrupted_tokens, metric):
+    baseline = metric(em.run(clean_tokens))  # an extra, unneeded forward pass
+    assert torch.isfinite(baseline)
+    return _eap_edges(em, clean_tokens, corrupted_tokens, metric)
+
+
+def _eap_edges_two_forwards(em, clean_tokens, corrupted_tokens, metric):
+    delta = em.zero_delta(clean_tokens)
+    with torch.enable_grad():
+        logits, clean_outs = em.run(clean_tokens, receiver_delta=delta, return_outputs=True)
+        metric(logits).backward()
+    corrupted_outs = em.sender_outputs(corrupted_tokens)
+    return ref.eap_scores(clean_outs.detach(), corrupted_outs, delta.grad, em.graph.adjacency)
+
+
+def _top_times_adjacency(scores, adjacency, k):
+    s = (scores.abs() * adjacency).flatten()
+    m = torch.zeros_like(s, dtype=torch.bool)
+    m[s.topk(k).indices] = True
+    return m.view_as(adjacency)
+
+
+def _top_cutoff_masked_after(scores, adjacency, k):
+    s = scores.abs() * adjacency
+    thr = s.flatten().topk(k).values[-1]
+    return (s >= thr) & adjacency
+
+
+def _top_sorted_edges(scores, adjacency, k):
+    edges = [(abs(scores[i, j].item()), i, j) for i, j in adjacency.nonzero().tolist()]
+    mask = torch.zeros_like(adjacency)
+    for _, i, j in sorted(edges, reverse=True)[:k]:
+        mask[i, j] = True
+    return mask
+
+
+def _roc_every_score(scores, labels):
+    fpr, tpr = [0.0], [0.0]
+    for t in scores.sort(descending=True).values:
+        chosen = scores >= t
+        tpr.append(((chosen & labels).sum() / labels.sum()).item())
+        fpr.append(((chosen & ~labels).sum() / (~labels).sum()).item())
+    return torch.tensor(fpr), torch.tensor(tpr)
+
+
+def _roc_float64(scores, labels):
+    fpr, tpr = _roc(scores, labels)
+    return fpr.double(), tpr.double()
+
+
+def _senders_float(adjacency, senders):
+    keep = adjacency.float()
+    keep[senders] = 0.0
+    return keep
+
+
+def _resample_wrapped(tokens, offset, d_vocab, generator=None):
+    batch, n_pos = tokens.shape
+    new = torch.randint(1, d_vocab, (n_pos, batch, n_pos), generator=generator)
+    new[:, :, 0] = tokens[:, 0]
+    for p in range(n_pos):
+        q = p + offset
+        if q < n_pos:
+            new[p, :, q] = tokens[:, q]
+    return new
+
+
+def _resample_global_rng(tokens, offset, d_vocab, generator=None):
+    return _resample(tokens, offset, d_vocab)
+
+
 VARIANTS = {
     "ch7.graph_edges": [
         Wrong("heads added before their receivers", partial(_edges, heads_first=True),
@@ -485,6 +591,7 @@ VARIANTS = {
         Wrong("forgot the embedding", partial(_edges, embed=False), mistake="no embedding"),
         Right("loops", _edges),
         Right("comprehensions over upstream senders", _edges_comprehension),
+        Wrong("edges as lists", _edges_as_lists, mistake="edges not tuples"),
     ],
     "ch7.receiver_input": [
         Wrong("keep read the wrong way", _ri_inverted, mistake="keep inverted"),
@@ -506,6 +613,7 @@ VARIANTS = {
         Wrong("from the start of the second copy", _lp_whole_copy, mistake="first token of the second copy included"),
         Wrong("softmax", _lp_probs, mistake="probabilities"),
         Right("a loop over positions", _lp_loop),
+        Wrong("raw logits, no log_softmax", _lp_raw_logits, mistake="no log_softmax"),
     ],
     "ch7.acdc": [
         Wrong("edges in forward order", partial(_acdc, forward=True), mistake="forward order"),
@@ -517,6 +625,7 @@ VARIANTS = {
         Wrong("kept edges in the order visited", _acdc_kept_as_visited, mistake="order visited"),
         Right("for loop", _acdc),
         Right("while loop over indices", _acdc_while),
+        Wrong("<= threshold", _acdc_at_most, mistake="threshold inclusive"),
     ],
     "ch7.prune_dangling": [
         Wrong("pruned only dead ends", partial(_prune, only="out"), mistake="output side only"),
@@ -534,6 +643,9 @@ VARIANTS = {
         Wrong("no torch.enable_grad()", _grads_no_enable_grad, mistake="gradients off", status="error"),
         Right("backward", _grads),
         Right("torch.autograd.grad", _grads_autograd),
+        Wrong("autograd.grad with create_graph=True", _grads_create_graph, mistake="still requires grad"),
+        Wrong("an extra forward pass to print the metric", _grads_extra_forward, mistake="extra passes"),
+        Right("float64 gradients", lambda em, tokens, metric: _grads(em, tokens, metric).double()),
     ],
     "ch7.eap_scores": [
         Wrong("clean - corrupted", partial(_eap, flip=True), mistake="wrong sign"),
@@ -542,6 +654,7 @@ VARIANTS = {
         Wrong("mean over batch, pos, d", partial(_eap, mean=True), mistake="averaged"),
         Right("torch.einsum", _eap),
         Right("flattened matmul", _eap_flatten),
+        Right("float64", lambda *args: _eap(*args).double()),
     ],
     "ch7.eap_edge_scores": [
         Wrong("gradient on the corrupted tokens", partial(_eap_edges, corrupted_grad=True),
@@ -551,6 +664,8 @@ VARIANTS = {
         Wrong("no torch.enable_grad()", _eap_edges_no_enable_grad, mistake="gradients off", status="error"),
         Right("with the earlier exercises", _eap_edges),
         Right("inline", _eap_edges_inline),
+        Right("clean outputs from the gradient run (two forward passes)", _eap_edges_two_forwards),
+        Wrong("an extra clean run for a baseline", _eap_edges_baseline_run, mistake="extra passes"),
     ],
     "ch7.ig_path": [
         Wrong("alpha from 0", partial(_path, zero_start=True), mistake="starts at the corrupted end"),
@@ -571,7 +686,10 @@ VARIANTS = {
         Wrong("argsort ascending", partial(_top, smallest=True), mistake="smallest"),
         Wrong("adjacency ignored", partial(_top, unmasked=True), mistake="non-edges counted"),
         Right("argsort", _top),
-        Right("cut-off value", _top_threshold),
+        Right("sorted list of edges", _top_sorted_edges),
+        Wrong("scores times adjacency", _top_times_adjacency, mistake="non-edges tied at 0"),
+        Wrong("cut-off value (>= the k-th)", _top_threshold, mistake="ties kept"),
+        Wrong("cut-off value, masked after", _top_cutoff_masked_after, mistake="ties kept"),
     ],
     "ch7.roc_points": [
         Wrong("thresholds from low to high", partial(_roc, ascending=True), mistake="ascending thresholds"),
@@ -579,6 +697,8 @@ VARIANTS = {
         Wrong("divided by n", partial(_roc, over_n=True), mistake="rates over all items"),
         Wrong("one item at a time", partial(_roc, per_item=True), mistake="ties split"),
         Right("python loop over thresholds", _roc),
+        Wrong("every item's score as a threshold", _roc_every_score, mistake="repeated thresholds"),
+        Right("float64 rates", _roc_float64),
     ],
     "ch7.roc_auc": [
         Wrong("left rectangles", partial(_auc, rule="left"), mistake="left Riemann sum"),
@@ -586,6 +706,7 @@ VARIANTS = {
         Wrong("mean of tpr", lambda fpr, tpr: tpr.mean().item(), mistake="mean tpr"),
         Right("loop", _auc),
         Right("torch.trapezoid", lambda fpr, tpr: torch.trapezoid(tpr, fpr).item()),
+        Wrong("0-d tensor", lambda fpr, tpr: torch.trapezoid(tpr, fpr), mistake="tensor, not float"),
     ],
     "ch7.edge_faithfulness": [
         Wrong("raw metric", partial(_faith, raw=True), mistake="not normalised"),
@@ -593,6 +714,7 @@ VARIANTS = {
         Wrong("kept the complement", partial(_faith, flipped=True), mistake="circuit corrupted"),
         Right("item()s", _faith),
         Right("clean run as every edge kept", _faith_all_kept),
+        Wrong("0-d tensor", lambda *args: torch.tensor(_faith(*args)), mistake="tensor, not float"),
     ],
     "ch7.corrupt_senders_mask": [
         Wrong("columns switched off", partial(_senders, columns=True), mistake="receivers switched off"),
@@ -600,6 +722,7 @@ VARIANTS = {
         Wrong("started from ones", partial(_senders, ones=True), mistake="non-edges kept"),
         Right("loop over rows", _senders),
         Right("broadcast row mask", _senders_where),
+        Wrong("float mask", _senders_float, mistake="not a bool mask"),
     ],
     "ch7.agreeing_resample": [
         Wrong("agrees at p, not p + offset", partial(_resample, same_position=True), mistake="wrong position kept"),
@@ -608,6 +731,8 @@ VARIANTS = {
         Wrong("randint from 0", partial(_resample, from_zero=True), mistake="vocabulary"),
         Right("vectorised", _resample),
         Right("one run at a time", _resample_loop),
+        Wrong("no lower bound on p + offset", _resample_wrapped, mistake="index wrapped"),
+        Wrong("generator not passed to randint", _resample_global_rng, mistake="generator not used"),
     ],
     "ch7.assemble_by_position": [
         Wrong("run 0 only", _assemble_first, mistake="one run for everything"),

@@ -70,7 +70,7 @@ def _case_with_gradients_off(check, name, *args, mistakes, **kwargs):
     torch.set_grad_enabled(False)), so that a function that forgets torch.enable_grad() fails here too."""
     with torch.no_grad():
         try:
-            check.case(name, *args, mistakes=mistakes, **kwargs)
+            return check.case(name, *args, mistakes=mistakes, **kwargs)
         except LearnerError as error:
             if "does not require grad" not in error.detail:
                 raise
@@ -123,7 +123,13 @@ def test_graph_edges(check):
         Mistake("no embedding", "The embedding ('embed') is the first sender: every receiver reads it.",
                 partial(_edges_variant, no_embed=True)),
     ]
-    check.case("attention only, 2 layers x 2 heads", 2, 2, False, mistakes=mistakes)
+    got = check.case("attention only, 2 layers x 2 heads", 2, 2, False, mistakes=mistakes)
+    check.expect(isinstance(got, list) and all(isinstance(e, tuple) for e in got),
+                 case="attention only, 2 layers x 2 heads", mistake="edges not tuples",
+                 message=f"expected a list of (sender, receiver) tuples, got a {type(got).__name__} of "
+                         f"{type(got[0]).__name__ if len(got) else 'nothing'}s",
+                 hint="Make each edge a tuple `(sender, receiver)` and return a list of them: a list [s, r] prints "
+                      "like a tuple but compares unequal to one, and only tuples can go in the sets ACDC keeps.")
     check.case("with MLPs, 2 layers x 3 heads", 2, 3, True, mistakes=mistakes)
     graph = Graph(3, 4, True)
     check.expect(check.run(3, 4, True, case="ioi_3l's shape") == graph.edges, case="ioi_3l's shape",
@@ -153,9 +159,10 @@ def test_receiver_input(check):
                 "or pick source directly.", partial(variant, added=True)),
     ]
     keep = torch.tensor([True, False, True, False, True], device=check.device)
-    check.case("five senders", check.randn(5, 2, 3, 4), check.randn(5, 2, 3, 4), keep, mistakes=mistakes)
+    check.case("five senders", check.randn(5, 2, 3, 4), check.randn(5, 2, 3, 4), keep, mistakes=mistakes,
+               check_dtype=False)
     check.case("one patched edge", check.randn(3, 1, 4, 2), check.randn(3, 1, 4, 2),
-               torch.tensor([True, True, False], device=check.device), mistakes=mistakes)
+               torch.tensor([True, True, False], device=check.device), mistakes=mistakes, check_dtype=False)
 
 
 def _kl_variant(clean_logits, logits, positions, *, reverse=False, reduce="mean", every=False):
@@ -187,12 +194,13 @@ def test_kl_from_clean(check):
     ]
     clean = check.randn(3, 5, 7, scale=2.0)
     check.case("two positions", clean, clean + check.randn(3, 5, 7), torch.tensor([2, 4], device=check.device),
-               mistakes=mistakes)
-    check.case("one position", clean, check.randn(3, 5, 7), torch.tensor([4], device=check.device), mistakes=mistakes)
+               mistakes=mistakes, check_dtype=False)
+    check.case("one position", clean, check.randn(3, 5, 7), torch.tensor([4], device=check.device), mistakes=mistakes,
+               check_dtype=False)
 
 
-def _lp_variant(logits, tokens, seq_len, *, start=1, shift=1, probs=False):
-    lp = logits.softmax(-1) if probs else logits.log_softmax(-1)
+def _lp_variant(logits, tokens, seq_len, *, start=1, shift=1, probs=False, raw=False):
+    lp = logits if raw else logits.softmax(-1) if probs else logits.log_softmax(-1)
     lo, end = seq_len + start, 2 * seq_len
     preds = lp[:, lo:end] if shift else lp[:, lo + 1:end + 1]
     targets = tokens[:, lo + 1:end + 1]
@@ -214,11 +222,14 @@ def test_induction_log_prob(check):
                 partial(_lp_variant, start=0)),
         Mistake("probabilities", "Use log-probabilities (log_softmax), not probabilities.",
                 partial(_lp_variant, probs=True)),
+        Mistake("no log_softmax", "Logits are not log-probabilities: apply log_softmax over the vocabulary (the last "
+                "axis) before gathering the correct tokens.", partial(_lp_variant, raw=True)),
     ]
     seq_len = 4
     half = check.randint(9, 3, seq_len) + 1
     tokens = torch.cat([torch.zeros(3, 1, dtype=torch.long, device=check.device), half, half], dim=1)
-    check.case("seq_len 4", check.randn(3, 2 * seq_len + 1, 10, scale=2.0), tokens, seq_len, mistakes=mistakes)
+    check.case("seq_len 4", check.randn(3, 2 * seq_len + 1, 10, scale=2.0), tokens, seq_len, mistakes=mistakes,
+               check_dtype=False)
 
 
 # -- 2. ACDC ------------------------------------------------------------------------------------------------
@@ -229,6 +240,7 @@ ACDC_EDGES = [("embed", "a0.0.v"), ("embed", "a1.0.q"), ("a0.0", "a1.0.k"), ("em
 ACDC_COST = {("embed", "a0.0.v"): 0.05, ("embed", "a1.0.q"): 0.6, ("a0.0", "a1.0.k"): 0.02,
              ("embed", "a1.0.v"): 0.3, ("embed", "logits"): 0.04, ("a0.0", "logits"): -0.08, ("a1.0", "logits"): 0.04}
 ACDC_PAIRS = {(("embed", "a0.0.v"), ("a0.0", "a1.0.k")): 0.5, (("a1.0", "logits"), ("embed", "a1.0.v")): 0.1}
+ACDC_EXACT_COST = dict(zip(ACDC_EDGES, [0.25, 0.5, 0.0, 0.25, 0.125, -0.125, 0.25]))
 
 
 class _Metric:
@@ -244,14 +256,15 @@ class _Metric:
 
 
 def _acdc_variant(edges, metric_without, threshold, *, forward=False, baseline=False, alone=False,
-                  absolute=False, return_removed=False, visit_order=False):
+                  absolute=False, return_removed=False, visit_order=False, inclusive=False):
     removed: set = set()
     current = metric_without(set())
     start = current
     for edge in (edges if forward else reversed(edges)):
         trial = metric_without({edge} if alone else removed | {edge})
         diff = trial - (start if baseline or alone else current)
-        if (abs(diff) if absolute else diff) < threshold:
+        change = abs(diff) if absolute else diff
+        if change < threshold or (inclusive and change == threshold):
             removed.add(edge)
             current = trial
     if visit_order:
@@ -279,10 +292,16 @@ def test_acdc(check):
                 partial(_acdc_variant, return_removed=True)),
         Mistake("order visited", "Return the kept edges in forward order, as `edges` lists them, not in the "
                 "backward order ACDC visits them.", partial(_acdc_variant, visit_order=True)),
+        Mistake("threshold inclusive", "Remove an edge only when the metric rises by *strictly* less than the "
+                "threshold: a rise of exactly `threshold` keeps the edge (use <, not <=).",
+                partial(_acdc_variant, inclusive=True)),
     ]
     metric = _Metric(ACDC_COST, ACDC_PAIRS)
     for threshold in (0.03, 0.1):
         check.case(f"seven edges, threshold {threshold}", ACDC_EDGES, metric, threshold, mistakes=mistakes)
+    # costs that are exact binary fractions: three edges raise the metric by exactly the threshold, one by 0
+    check.case("rises of exactly the threshold 0.25", ACDC_EDGES, _Metric(ACDC_EXACT_COST, {}), 0.25,
+               mistakes=mistakes)
 
 
 def _prune_variant(edges, *, sides=("in", "out"), nodes=True, closure=True):
@@ -351,7 +370,29 @@ def test_receiver_gradients(check):
                 partial(_grads_variant, twice=True)),
     ]
     clean, _ = _tokens(check)
-    _case_with_gradients_off(check, "tiny model", _em(), clean, _metric(clean), mistakes=mistakes)
+    got = _case_with_gradients_off(check, "tiny model", _em(), clean, _metric(clean), mistakes=mistakes,
+                                   check_dtype=False)
+    check.expect(not (isinstance(got, torch.Tensor) and got.requires_grad), case="tiny model",
+                 mistake="still requires grad", message="your gradients still require grad (they carry a graph)",
+                 hint="Return plain numbers: `delta.grad.detach()`, or torch.autograd.grad without "
+                      "create_graph=True (or .detach() its result). A result that requires grad keeps the whole "
+                      "forward graph alive, and everything computed from it builds more graph.")
+    _expect_passes(check, "counting passes", lambda em: check.run(em, clean, _metric(clean), case="counting passes"),
+                   forward=1, backward=1, what="one forward pass and one backward pass")
+
+
+def _expect_passes(check, case, call, *, forward, backward, what):
+    """Run `call(em)` on a fresh EdgeModel with gradients off (as the notebook does) and require at most
+    `forward` forward and exactly `backward` backward passes (EdgeModel counts them; the notebook prints them
+    as each method's cost)."""
+    em = _em()
+    with torch.no_grad():
+        call(em)
+    check.expect(em.n_forward <= forward and em.n_backward == backward, case=case, mistake="extra passes",
+                 message=f"your function ran {em.n_forward} forward and {em.n_backward} backward pass(es); "
+                         f"the docstring promises {what}",
+                 hint="The notebook counts em.run calls (sender_outputs is one) and backward passes as each method's "
+                      "cost: compute each run once and reuse it, and call backward (or torch.autograd.grad) once.")
 
 
 def _eap_variant(clean_outs, corrupted_outs, grads, adjacency, *, sign=1.0, act=False, mask=True, reduce="sum"):
@@ -383,7 +424,7 @@ def test_eap_scores(check):
     graph = Graph(1, 2, False)
     s, r = len(graph.senders), len(graph.receivers)
     check.case("one layer, two heads", check.randn(s, 2, 3, 4), check.randn(s, 2, 3, 4), check.randn(r, 2, 3, 4),
-               graph.adjacency.to(check.device), mistakes=mistakes)
+               graph.adjacency.to(check.device), mistakes=mistakes, check_dtype=False)
 
 
 def _eap_edge_variant(em, clean_tokens, corrupted_tokens, metric, *, grad_on="clean", swap=False, sign=1.0):
@@ -410,7 +451,11 @@ def test_eap_edge_scores(check):
                 "metric.", partial(_eap_edge_variant, sign=-1.0)),
     ]
     clean, corrupted = _tokens(check)
-    _case_with_gradients_off(check, "tiny model", _em(), clean, corrupted, _metric(clean), mistakes=mistakes)
+    _case_with_gradients_off(check, "tiny model", _em(), clean, corrupted, _metric(clean), mistakes=mistakes,
+                             check_dtype=False)
+    _expect_passes(check, "counting passes",
+                   lambda em: check.run(em, clean, corrupted, _metric(clean), case="counting passes"),
+                   forward=3, backward=1, what="at most three forward passes and one backward pass")
 
 
 def _path_variant(clean, corrupted, steps, *, start=1, reverse=False, both_ends=False):
@@ -436,8 +481,8 @@ def test_ig_path(check):
         Mistake("reversed", "Move from corrupted towards clean: corrupted + alpha * (clean - corrupted).",
                 partial(_path_variant, reverse=True)),
     ]
-    check.case("4 steps", check.randn(2, 3, 5), check.randn(2, 3, 5), 4, mistakes=mistakes)
-    check.case("2 steps", check.randn(1, 4, 3), check.randn(1, 4, 3), 2, mistakes=mistakes)
+    check.case("4 steps", check.randn(2, 3, 5), check.randn(2, 3, 5), 4, mistakes=mistakes, check_dtype=False)
+    check.case("2 steps", check.randn(1, 4, 3), check.randn(1, 4, 3), 2, mistakes=mistakes, check_dtype=False)
 
 
 def _ig_variant(em, clean_tokens, corrupted_tokens, metric, steps=5, *, average=True, start=1, eap=False):
@@ -472,7 +517,8 @@ def test_eap_ig_edge_scores(check):
                 "path.", partial(_ig_variant, eap=True)),
     ]
     clean, corrupted = _tokens(check)
-    _case_with_gradients_off(check, "tiny model, 3 steps", _em(), clean, corrupted, _metric(clean), 3, mistakes=mistakes)
+    _case_with_gradients_off(check, "tiny model, 3 steps", _em(), clean, corrupted, _metric(clean), 3,
+                             mistakes=mistakes, check_dtype=False)
 
 
 def _top_variant(scores, adjacency, k, *, signed=False, smallest=False, unmasked=False):
@@ -488,7 +534,8 @@ def _top_variant(scores, adjacency, k, *, signed=False, smallest=False, unmasked
 @exercise(difficulty=1, minutes=10, hints=[
     "Rank by the absolute score: an edge that strongly *lowers* the metric is as important as one that raises it.",
     "Only real edges compete: set the non-edges (adjacency False) to -inf (or -1) before ranking.",
-    "`flat.topk(k).indices` on the flattened scores, then a flat bool mask reshaped to [sender, receiver].",
+    "`flat.topk(k).indices` on the flattened scores, then a flat bool mask reshaped to [sender, receiver] (exactly "
+    "k edges, even when some tie).",
 ])
 def test_top_k_edges(check):
     mistakes = [
@@ -501,11 +548,47 @@ def test_top_k_edges(check):
     scores = check.randn(*adjacency.shape) * torch.linspace(0.5, 2.0, adjacency.shape[1], device=check.device)
     check.case("k = 3", scores, adjacency, 3, mistakes=mistakes)
     check.case("k = 6", scores, adjacency, 6, mistakes=mistakes)
+    # scores of exactly 0 on edges, as eap_scores gives non-edges (and EAP with the KL gives edges, nearly): k = every
+    # edge, so that the edges scoring 0 must all be chosen
+    zeros = torch.zeros(adjacency.shape, device=check.device)
+    zeros[0, :5] = torch.tensor([1.5, -0.7, 0.3, 2.0, -0.1], device=check.device)
+    _expect_top_k(check, "edges scoring exactly 0", zeros, adjacency, int(adjacency.sum()))
+    # ties at the cut-off: five edges score |1|, and k = 3 cuts through them
+    tied = torch.zeros(adjacency.shape, device=check.device)
+    tied[0] = torch.tensor([2.0, -1.0, 1.0, 0.5, -1.0, 1.0, 0.25], device=check.device)
+    tied[1, -1], tied[2, -1] = -1.0, 0.5
+    _expect_top_k(check, "ties at the cut-off", tied, adjacency, 3)
+
+
+def _expect_top_k(check, case, scores, adjacency, k):
+    """Where several answers are right (ties), require the properties: a bool mask of exactly k real edges,
+    each scoring at least as high (in |score|) as every edge left out."""
+    out = check.run(scores.clone(), adjacency.clone(), k, case=case)
+    check.expect(isinstance(out, torch.Tensor) and out.shape == adjacency.shape and out.dtype == torch.bool, case=case,
+                 message=f"expected a bool tensor of shape {tuple(adjacency.shape)}", mistake="not a bool mask",
+                 hint="Return a bool mask [sender, receiver], True on the chosen edges.")
+    out, scores, adjacency = out.cpu(), scores.cpu(), adjacency.cpu()
+    check.expect(not bool((out & ~adjacency).any()), case=case, mistake="non-edges tied at 0",
+                 message=f"{int((out & ~adjacency).sum())} chosen pair(s) are not edges (scores: {scores.tolist()})",
+                 hint="Multiplying by `adjacency` gives a non-edge the score 0, which ties with a real edge scoring "
+                      "exactly 0 (EAP scores can be 0 or ~1e-8): give non-edges a score below every edge "
+                      "(`masked_fill(~adjacency, -1.0)`, or -inf) so that they are never chosen.")
+    check.expect(int(out.sum()) == k, case=case, mistake="ties kept" if int(out.sum()) > k else "too few edges",
+                 message=f"{int(out.sum())} edges chosen for k = {k} (scores: {scores.tolist()})",
+                 hint="Return exactly k edges. When edges tie with the k-th largest |score|, a cut-off `>= value` "
+                      "keeps them all: choose k indices instead (`flat.topk(k).indices`; ties are broken "
+                      "arbitrarily).")
+    size, left_out = scores.abs(), adjacency & ~out
+    check.expect(not left_out.any() or float(size[out].min()) >= float(size[left_out].max()), case=case,
+                 mistake="not the top k",
+                 message="an edge left out has a larger |score| than one you chose",
+                 hint="Rank the edges by |score| and keep the k largest.")
 
 
 # -- 4. comparing methods -----------------------------------------------------------------------------------
 
-def _roc_variant(scores, labels, *, ascending=False, origin=True, denominator="class", per_item=False):
+def _roc_variant(scores, labels, *, ascending=False, origin=True, denominator="class", per_item=False,
+                 repeated=False):
     if per_item:
         order = scores.argsort(descending=True)
         called = torch.zeros(len(scores) + 1, len(scores), dtype=torch.bool, device=scores.device)
@@ -514,7 +597,7 @@ def _roc_variant(scores, labels, *, ascending=False, origin=True, denominator="c
             called[i + 1, order[i]] = True
         called = called[1:]
     else:
-        thresholds = torch.unique(scores)
+        thresholds = scores.sort().values if repeated else torch.unique(scores)
         thresholds = thresholds if ascending else thresholds.flip(0)
         called = scores[None, :] >= thresholds[:, None]
     pos, neg = (labels.sum(), (~labels).sum()) if denominator == "class" else (len(labels), len(labels))
@@ -544,12 +627,15 @@ def test_roc_points(check):
                 partial(_roc_variant, denominator="all")),
         Mistake("ties split", "Tied scores get one threshold: an item cannot be called positive while another with "
                 "the same score is not.", partial(_roc_variant, per_item=True)),
+        Mistake("repeated thresholds", "One point per distinct score: tied scores give the same threshold, so "
+                "use each score once (torch.unique) rather than every item's score, which repeats points.",
+                partial(_roc_variant, repeated=True)),
     ]
     scores = torch.tensor([0.9, 0.1, 0.5, 0.5, 0.3, 0.8, 0.5, 0.05], device=check.device)
     labels = torch.tensor([True, False, True, False, False, True, True, False], device=check.device)
-    check.case("eight items with ties", scores, labels, mistakes=mistakes)
+    check.case("eight items with ties", scores, labels, mistakes=mistakes, check_dtype=False)
     check.case("random scores", check.randn(10), torch.tensor([True, False] * 5, device=check.device),
-               mistakes=mistakes)
+               mistakes=mistakes, check_dtype=False)
 
 
 @exercise(difficulty=1, minutes=10, hints=[
@@ -568,9 +654,19 @@ def test_roc_auc(check):
     ]
     fpr = torch.tensor([0.0, 0.0, 0.25, 0.5, 1.0], device=check.device)
     tpr = torch.tensor([0.0, 0.5, 0.5, 1.0, 1.0], device=check.device)
-    check.case("five points", fpr, tpr, mistakes=mistakes)
+    got = check.case("five points", fpr, tpr, mistakes=mistakes)
+    _expect_float(check, "five points", got)
     check.case("a diagonal with a bump", torch.tensor([0.0, 0.2, 0.6, 1.0], device=check.device),
                torch.tensor([0.0, 0.6, 0.7, 1.0], device=check.device), mistakes=mistakes)
+
+
+def _expect_float(check, case, got):
+    """The docstring promises a float; a one-element tensor compares equal to it, so check the type."""
+    check.expect(isinstance(got, float), case=case, mistake="tensor, not float",
+                 message=f"expected a Python float, got {type(got).__name__}"
+                         + (f" of shape {tuple(got.shape)}" if isinstance(got, torch.Tensor) else ""),
+                 hint="Return a Python float (.item() or float(...)): the notebook formats, rounds and compares "
+                      "these numbers, and a tensor would also keep its device and any graph.")
 
 
 def _faith_variant(em, tokens, corrupted_outs, keep, metric, *, normalise=True, invert=False, over_clean=False):
@@ -605,7 +701,8 @@ def test_edge_faithfulness(check):
     clean, corrupted = _tokens(check)
     corrupted_outs = em.sender_outputs(corrupted)
     keep = em.graph.mask(em.graph.edges[::3])
-    check.case("every third edge", em, clean, corrupted_outs, keep, _metric(clean), mistakes=mistakes)
+    got = check.case("every third edge", em, clean, corrupted_outs, keep, _metric(clean), mistakes=mistakes)
+    _expect_float(check, "every third edge", got)
 
 
 # -- 5. nodes from edges -----------------------------------------------------------------------------------
@@ -633,6 +730,13 @@ def test_corrupt_senders_mask(check):
                 "kept.", partial(variant, dense=True)),
     ]
     adjacency = Graph(2, 2, True).adjacency.to(check.device)
+    got = check.run(adjacency.clone(), [1, 3], case="two heads")
+    check.expect(not isinstance(got, torch.Tensor) or got.dtype == torch.bool, case="two heads",
+                 mistake="not a bool mask",
+                 message=f"expected a bool mask, got dtype {str(got.dtype).removeprefix('torch.')}"
+                 if isinstance(got, torch.Tensor) else "",
+                 hint="Return a bool mask (e.g. `mask.bool()` or a comparison): True = the edge stays clean. "
+                      "EdgeModel.run and the notebook's `~mask`, `&` and indexing need bools.")
     check.case("two heads", adjacency, [1, 3], mistakes=mistakes)
     check.case("the embedding", adjacency, [0], mistakes=mistakes)
 
@@ -676,9 +780,31 @@ def test_agreeing_resample(check):
                      message=f"{same:.0%} of the other tokens equal the original ones",
                      hint="Every other position is a fresh random token: the hypothesis says it does not matter, so "
                           "it must be resampled.")
+        # per (p, position): random tokens agree with `tokens` ~2% of the time, a copied position always
+        rate = (out == tokens[None]).float().mean(1)  # [p, position]
+        bad = (others & (rate > 0.5)).nonzero().tolist()
+        wrapped = [(p, j) for p, j in bad if not 1 <= p + offset < n_pos and j == (p + offset) % n_pos]
+        p, j = (wrapped or bad or [(0, 0)])[0]
+        check.expect(not bad, case=case, mistake="index wrapped" if wrapped else "other tokens kept",
+                     message=f"out[{p}] copies `tokens` at position {j}, where it should be random",
+                     hint=f"For p = {p}, p + offset = {p + offset} is not a position after BOS, so nothing is copied: "
+                          f"a negative index wraps round to the end in Python. Copy only when 1 <= p + offset < pos."
+                     if wrapped else "Copy `tokens` only at position p + offset in out[p]; every other position "
+                                     "(except BOS) is a fresh random token.")
         check.expect(bool(((out[:, :, 1:] >= 1) & (out[:, :, 1:] < d_vocab)).all()), case=case, mistake="vocabulary",
                      message="some new tokens are outside 1 ... d_vocab - 1",
                      hint="Draw with torch.randint(1, d_vocab, ...): token 0 is BOS.")
+    # the generator: one seed, one result; another seed, another
+    first, again, other = (check.run(tokens.clone(), -1, d_vocab, torch.Generator().manual_seed(seed),
+                                     case="the generator") for seed in (5, 5, 6))
+    check.expect(torch.equal(first.cpu(), again.cpu()) and not torch.equal(first.cpu(), other.cpu()),
+                 case="the generator", mistake="generator not used",
+                 message="two calls with generators seeded alike gave different sequences"
+                 if not torch.equal(first.cpu(), again.cpu()) else "generators seeded differently gave the same "
+                                                                  "sequences",
+                 hint="Draw every random token from the given generator, `torch.randint(1, d_vocab, shape, "
+                      "generator=generator)` (and not torch.manual_seed): the notebook seeds it so that its "
+                      "causal-scrubbing numbers are reproducible.")
 
 
 @exercise(difficulty=1, minutes=10, hints=[
@@ -702,5 +828,5 @@ def test_assemble_by_position(check):
                                                            "pos d b -> b pos d") if o.shape[1] == o.shape[2] else None),
         Mistake("shifted", "Run p supplies position p itself.", shifted),
     ]
-    check.case("5 positions", check.randn(5, 3, 5, 4), mistakes=mistakes)
-    check.case("square batch", check.randn(4, 4, 4, 2), mistakes=mistakes)
+    check.case("5 positions", check.randn(5, 3, 5, 4), mistakes=mistakes, check_dtype=False)
+    check.case("square batch", check.randn(4, 4, 4, 2), mistakes=mistakes, check_dtype=False)
