@@ -28,8 +28,6 @@ TORCH_SPEC = os.environ.get("COURSE_TORCH", "torch==2.13.0")
 # What to install besides the notebooks' own dependencies (pyproject.toml's extras): JupyterLab and
 # nbgrader, and the test suite. CI's Python 3.13 run needs only "test".
 EXTRAS = os.environ.get("COURSE_EXTRAS", "lab,test")
-# Extra pip options (CI passes --no-compile: Python compiles what it imports, not all of torch).
-PIP_ARGS = os.environ.get("COURSE_PIP_ARGS", "").split()
 
 
 def venv_python() -> Path:
@@ -59,8 +57,8 @@ def setup() -> Path:
     if stamp.exists() and stamp.read_text() == wanted and has_module(python, "utils.grading"):
         return python
     if not has_module(python, "torch"):
-        run(python, "-m", "pip", "install", "--quiet", *PIP_ARGS, TORCH_SPEC)
-    run(python, "-m", "pip", "install", "--quiet", *PIP_ARGS, "-e", f"{ROOT}[{EXTRAS}]")
+        run(python, "-m", "pip", "install", "--quiet", TORCH_SPEC)
+    run(python, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[{EXTRAS}]")
     stamp.write_text(wanted)
     return python
 
