@@ -5,6 +5,7 @@
     python3 course.py test    # set up, then run the whole test suite on every core (extra args go to pytest)
     python3 course.py setup   # set up only
     python3 course.py colab   # set up, then run the Colab simulation (tests/colab: slow, needs Python 3.12 and 3.13)
+    python3 course.py archive # build dist/<name>-<version>.zip, the release archive a learner uploads to Colab
 
 Uses only the standard library, so it runs on a fresh Python 3.11, 3.12 or 3.13.
 Re-running is cheap: the install is skipped while pyproject.toml is unchanged.
@@ -15,16 +16,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tomllib
+import urllib.request
 import venv
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("COURSE_VENV", ROOT / ".venv"))
-# The CPU build keeps a fresh install small; set COURSE_TORCH="torch" (or a CUDA
-# build's spec) to let pip choose. pyproject.toml only states the lower bound.
-TORCH_SPEC = os.environ.get("COURSE_TORCH", "torch==2.13.0")
+# The PyTorch the course is tested on. Without an NVIDIA GPU, on Linux, it comes from PyTorch's CPU
+# index (PyPI's Linux build carries CUDA: some 3 GB more); COURSE_TORCH overrides the choice (e.g.
+# "torch" lets pip pick). pyproject.toml only states the lower bound.
+TORCH = "torch==2.13.0"
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # What to install besides the notebooks' own dependencies (pyproject.toml's extras): JupyterLab and
 # nbgrader, and the test suite. CI's Python 3.13 run needs only "test".
 EXTRAS = os.environ.get("COURSE_EXTRAS", "lab,test")
@@ -45,6 +52,58 @@ def has_module(python: Path, module: str) -> bool:
     return subprocess.run([str(python), "-c", probe]).returncode == 0
 
 
+def has_nvidia_gpu() -> bool:
+    return shutil.which("nvidia-smi") is not None or Path("/proc/driver/nvidia").exists()
+
+
+def reachable(url: str, timeout: float = 5) -> bool:
+    """Whether `url` answers within `timeout` seconds (offline, a DNS failure answers at once)."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def install_torch(python: Path) -> None:
+    """Install PyTorch, saying first which build and roughly how large, then what pip chose."""
+    pip = [python, "-m", "pip", "install", "--quiet"]
+    if spec := os.environ.get("COURSE_TORCH"):
+        print(f"PyTorch: installing {spec}, as COURSE_TORCH says", flush=True)
+        run(*pip, spec)
+    elif sys.platform != "linux":
+        print(f"PyTorch: installing {TORCH} from pip's default index (on {sys.platform}, a build without CUDA: "
+              "about 100-250 MB)", flush=True)
+        run(*pip, TORCH)
+    elif has_nvidia_gpu():
+        print(f"PyTorch: an NVIDIA GPU is here, so {TORCH} from pip's default index, the CUDA build "
+              "(about 3 GB to download, 5-6 GB installed; COURSE_TORCH chooses another)", flush=True)
+        run(*pip, TORCH)
+    elif reachable(f"{CPU_INDEX}/torch/") and install_cpu_build(pip):
+        pass
+    else:
+        print(f"PyTorch: no NVIDIA GPU here, but PyTorch's CPU index cannot be reached, so {TORCH} comes from "
+              "pip's default index: from PyPI that is the CUDA build (about 3 GB to download, 5-6 GB installed), "
+              "unless pip is set up with a local build", flush=True)
+        run(*pip, TORCH)
+    probe = ("import importlib.metadata as m; print(m.version('torch'), "
+             "sum((d.metadata['Name'] or '').startswith('nvidia-') for d in m.distributions()))")
+    version, cuda = subprocess.run([str(python), "-c", probe], capture_output=True, text=True).stdout.split()
+    print(f"PyTorch: installed torch {version}, " + (f"the CUDA build ({cuda} NVIDIA libraries)" if int(cuda)
+                                                   else "without CUDA libraries"), flush=True)
+
+
+def install_cpu_build(pip: list) -> bool:
+    print(f"PyTorch: no NVIDIA GPU here, so the CPU build of {TORCH} from PyTorch's CPU index (about 200 MB "
+          "to download, under 1 GB installed)", flush=True)
+    try:
+        run(*pip, "--timeout", "30", "--index-url", CPU_INDEX, TORCH)
+        return True
+    except subprocess.CalledProcessError:
+        print("PyTorch: the CPU index failed (above); trying pip's default index", flush=True)
+        return False
+
+
 def setup() -> Path:
     if sys.version_info < (3, 11):
         sys.exit(f"The course needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
@@ -57,10 +116,37 @@ def setup() -> Path:
     if stamp.exists() and stamp.read_text() == wanted and has_module(python, "utils.grading"):
         return python
     if not has_module(python, "torch"):
-        run(python, "-m", "pip", "install", "--quiet", TORCH_SPEC)
+        install_torch(python)
     run(python, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[{EXTRAS}]")
     stamp.write_text(wanted)
     return python
+
+
+def archive(out_dir: Path) -> Path:
+    """The release archive: the course's files as they are in this working tree (what git tracks or
+    would add: nothing it ignores), in one <name>-<version>/ folder. A learner uploads it to Colab's /content (or keeps it in Google Drive)
+    and every notebook's set-up cell installs from it, with no published repository needed."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        project = tomllib.load(f)["project"]
+    release = f"{project['name']}-{project['version']}"
+    git = lambda *args: subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)  # noqa: E731
+    listed = git("ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    if listed.returncode:
+        sys.exit("course.py archive needs a git checkout of the course: it archives the tracked files.")
+    files = [rel for rel in listed.stdout.split("\0") if rel and (ROOT / rel).is_file()]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out, part = out_dir / f"{release}.zip", out_dir / f".{release}.zip.part"
+    with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED) as zf:
+        for rel in sorted(files):
+            zf.write(ROOT / rel, f"{release}/{rel}")
+    part.replace(out)
+    changed = git("status", "--porcelain").stdout.splitlines()
+    print(f"Wrote {out}: {len(files)} files, {out.stat().st_size / 1e6:.0f} MB"
+          + (f"; `git status` lists {len(changed)} changes since the last commit, archived as they are now"
+             if changed else ""))
+    print("In Colab, upload it to /content with the file browser (or keep it in Google Drive and set "
+          "COURSE_SOURCE in a notebook's set-up cell), then run that cell.")
+    return out
 
 
 def parallel(extra: list[str]) -> list[str]:
@@ -80,9 +166,12 @@ def lab_env() -> dict[str, str]:
 
 def main(argv: list[str]) -> int:
     command, extra = (argv[0], argv[1:]) if argv else ("lab", [])
-    if command not in {"lab", "test", "setup", "colab"}:
+    if command not in {"lab", "test", "setup", "colab", "archive"}:
         print(__doc__)
         return 2
+    if command == "archive":  # needs no environment: the standard library and git
+        archive(Path(extra[0]).resolve() if extra else ROOT / "dist")
+        return 0
     python = setup()
     if command == "lab":
         return subprocess.call([str(python), "-m", "jupyter", "lab", "chapters/index.ipynb", *extra],

@@ -18,36 +18,20 @@ import ast
 import inspect
 import re
 import textwrap
-import tomllib
 from pathlib import Path
 
 import nbformat
 
 from utils.grading import registry
 from utils.grading.registry import Exercise
+from utils.notebooks.colab_cell import (COLAB_MARKER, colab_cell_source, colab_ref, course_release,  # noqa: F401
+                                        course_settings, repository_url)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = ROOT / "chapters"
-COLAB_MARKER = "# Colab set-up"
 STARS = "★★★"
 EXERCISE_LINE = re.compile(r"^\*Exercise `[^`]+`.*\*$")
 CHECK_CELL = re.compile(r"^check\((\w+)(?:,\s*['\"]([\w.]+)['\"])?\)\s*$")
-
-
-def course_settings() -> tuple[str, str]:
-    """Where the course is published and what Colab clones: pyproject.toml's
-    [project.urls] Repository and [tool.course] colab-ref, the one place both are set."""
-    with open(ROOT / "pyproject.toml", "rb") as f:
-        meta = tomllib.load(f)
-    return meta["project"]["urls"]["Repository"].rstrip("/"), meta["tool"]["course"]["colab-ref"]
-
-
-def repository_url() -> str:
-    return course_settings()[0]
-
-
-def colab_ref() -> str:
-    return course_settings()[1]
 
 
 def learner_notebooks() -> list[Path]:
@@ -62,46 +46,6 @@ def colab_badge(path: Path) -> str:
     rel = path.resolve().relative_to(ROOT).as_posix()
     return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
             f"(https://colab.research.google.com/github/{slug}/blob/{ref}/{rel})")
-
-
-def colab_cell_source() -> str:
-    """The second cell of every learner notebook. In Colab it fetches the configured release into
-    ./<repository name>, installs what Colab lacks without moving Colab's own packages
-    (utils/colab.py), marks the clone as done only once that worked (so an interrupted set-up is
-    redone on the next run), turns on Colab's widget manager for ipywidgets, and says what it did."""
-    url, ref = course_settings()
-    folder = url.rsplit("/", 1)[-1]
-    return textwrap.dedent(f'''\
-        {COLAB_MARKER} (written by `python -m utils.notebooks sync`). In Colab only: fetch the course
-        # ({ref} of {url}),
-        # install what its notebooks need without changing Colab's own packages, and turn on Colab's
-        # widget manager. After an error, run it again to retry. Locally it does nothing.
-        import os, shutil, subprocess, sys
-        if "google.colab" in sys.modules:
-            REPO, REF, COURSE = "{url}", "{ref}", os.path.abspath("{folder}")
-            DONE = os.path.join(COURSE, ".colab-done")
-            def step(*cmd):
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                print(proc.stdout, end="", flush=True)
-                if proc.returncode:
-                    print(proc.stderr[-5000:])
-                    raise RuntimeError("Colab set-up failed (see above); run this cell again to retry.")
-            if not os.path.exists(DONE) or open(DONE).read() != REF:
-                print(f"Colab set-up: fetching {{REF}} of {{REPO}} into {{COURSE}}", flush=True)
-                shutil.rmtree(COURSE, ignore_errors=True)
-                step("git", "init", "--quiet", COURSE)
-                step("git", "-C", COURSE, "fetch", "--quiet", "--depth", "1", REPO, REF)
-                step("git", "-C", COURSE, "checkout", "--quiet", "--detach", "FETCH_HEAD")
-                step(sys.executable, "-P", os.path.join(COURSE, "utils", "colab.py"), COURSE)
-                with open(DONE, "w") as f:
-                    f.write(REF)
-            else:
-                print(f"Colab set-up: {{REF}} is already installed in {{COURSE}}")
-            if COURSE not in sys.path:
-                sys.path.insert(0, COURSE)
-            from google.colab import output
-            output.enable_custom_widget_manager()
-            print("Colab set-up: done; widgets use Colab's custom widget manager.")''')
 
 
 def exercise_line(ex: Exercise) -> str:
