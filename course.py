@@ -71,26 +71,21 @@ def install_torch(python: Path) -> None:
     if spec := os.environ.get("COURSE_TORCH"):
         print(f"PyTorch: installing {spec}, as COURSE_TORCH says", flush=True)
         run(*pip, spec)
-    elif sys.platform != "linux":
-        print(f"PyTorch: installing {TORCH} from pip's default index (on {sys.platform}, a build without CUDA: "
-              "about 100-250 MB)", flush=True)
-        run(*pip, TORCH)
-    elif has_nvidia_gpu():
+    elif sys.platform == "linux" and not has_nvidia_gpu():
+        if not (reachable(f"{CPU_INDEX}/torch/") and install_cpu_build(pip)):
+            print(f"PyTorch: PyTorch's CPU index cannot be reached, so {TORCH} comes from pip's default index: "
+                  "from PyPI that is the CUDA build (about 3 GB to download, 5-6 GB installed), unless pip is "
+                  "set up with a local build", flush=True)
+            run(*pip, TORCH)
+    elif sys.platform == "linux":
         print(f"PyTorch: an NVIDIA GPU is here, so {TORCH} from pip's default index, the CUDA build "
               "(about 3 GB to download, 5-6 GB installed; COURSE_TORCH chooses another)", flush=True)
         run(*pip, TORCH)
-    elif reachable(f"{CPU_INDEX}/torch/") and install_cpu_build(pip):
-        pass
     else:
-        print(f"PyTorch: no NVIDIA GPU here, but PyTorch's CPU index cannot be reached, so {TORCH} comes from "
-              "pip's default index: from PyPI that is the CUDA build (about 3 GB to download, 5-6 GB installed), "
-              "unless pip is set up with a local build", flush=True)
+        print(f"PyTorch: installing {TORCH} from pip's default index (on {sys.platform} a build without CUDA, "
+              "about 100-250 MB to download)", flush=True)
         run(*pip, TORCH)
-    probe = ("import importlib.metadata as m; print(m.version('torch'), "
-             "sum((d.metadata['Name'] or '').startswith('nvidia-') for d in m.distributions()))")
-    version, cuda = subprocess.run([str(python), "-c", probe], capture_output=True, text=True).stdout.split()
-    print(f"PyTorch: installed torch {version}, " + (f"the CUDA build ({cuda} NVIDIA libraries)" if int(cuda)
-                                                   else "without CUDA libraries"), flush=True)
+    print(f"PyTorch: installed {torch_build(python)}", flush=True)
 
 
 def install_cpu_build(pip: list) -> bool:
@@ -102,6 +97,14 @@ def install_cpu_build(pip: list) -> bool:
     except subprocess.CalledProcessError:
         print("PyTorch: the CPU index failed (above); trying pip's default index", flush=True)
         return False
+
+
+def torch_build(python: Path) -> str:
+    """What pip chose, in words: the version, and whether NVIDIA's CUDA libraries came with it."""
+    probe = ("import importlib.metadata as m; print(m.version('torch'), "
+             "sum((d.metadata['Name'] or '').startswith('nvidia-') for d in m.distributions()))")
+    version, cuda = subprocess.run([str(python), "-c", probe], capture_output=True, text=True).stdout.split()
+    return f"torch {version}, " + (f"the CUDA build ({cuda} NVIDIA libraries)" if int(cuda) else "without CUDA")
 
 
 def setup() -> Path:

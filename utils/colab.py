@@ -42,9 +42,9 @@ NETWORK = re.compile(r"NewConnectionError|ConnectTimeoutError|ReadTimeoutError|R
                      r"|HTTP error 5\d\d|\b5\d\d (Server Error|Service Unavailable|Bad Gateway|Gateway Time)",
                      re.I)
 
-WHAT_TO_DO = ("This is not a network problem: running the cell again will fail the same way. You can pick an "
-              "earlier runtime version (Runtime > Change runtime type) or run the course on your own machine "
-              "(`python3 course.py lab`); please send this output to the course's maintainers.")
+WHAT_TO_DO = ("This is not a network problem: running the cell again will fail the same way. If you chose an "
+              "older runtime version, try the latest (Runtime > Change runtime type); otherwise run the course on "
+              "your own machine (`python3 course.py lab`), and please send this output to the course's maintainers.")
 
 
 def normal(name: str) -> str:

@@ -9,9 +9,16 @@ notebook then runs in a Jupyter kernel of that environment, Colab cell first, an
 that the course installed, the notebook ran, the widget manager was switched on, the hint widget
 and `interactive_view` work on Colab's ipywidgets 7.7.1, and no preinstalled package moved.
 
-Run with `python3 course.py colab`: on 2 busy cores, about 4 minutes per Python version once its
-Colab environment is cached, and 6 to 8 minutes more the first time, to build it (torch and its
-CUDA libraries, about 3 GB, from PyPI).
+On Python 3.13 only, each in a fresh runtime whose /content holds a learner's files: the cell
+against an unpublished repository (a local server answering 401, as GitHub does: one sentence, no
+retry, nothing deleted), from an uploaded release archive (`course.py archive`), from a Drive folder
+named in COURSE_SOURCE (copied, never changed), and with a conflict with Colab's IPython (pip's
+explanation, no retry, nothing installed). tests/colab/test_cell.py covers the same decisions
+quickly, with a stand-in installer.
+
+Run with `python3 course.py colab`: on 2 cores, about 3 minutes in all once the Colab environments
+are cached, and about 3 minutes more per Python version the first time, to build them (torch and
+its CUDA libraries, about 3 GB, from PyPI).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import nbformat
 import pytest
 
 from tests.colab import runtime
+from tests.colab.test_cell import Server, snapshot
 from utils.notebooks import pipeline
 
 ROOT = pipeline.ROOT
@@ -204,9 +212,143 @@ def test_a_failed_set_up_is_redone_and_a_done_one_is_not(colab):
     (clone / ".colab-done").unlink()  # as if the install had been interrupted
     (clone / "half-written").write_text("")
     redo = run_in_colab(colab["python"], cell, colab["work"], colab["env"])
-    assert "Colab set-up: fetching" in text_of(redo.cells[0]) and not errors(redo.cells), text_of(redo.cells[0])
-    assert not (clone / "half-written").exists() and (clone / ".colab-done").exists()
+    out = text_of(redo.cells[0])
+    assert f"installing the course folder {clone} where it is" in out and not errors(redo.cells), out
+    assert (clone / "half-written").exists() and (clone / ".colab-done").exists()  # nothing removed
     assert runtime.installed(colab["python"]) == colab["after"]
+
+
+# -- Colab without a published repository (Python 3.13 only: each test installs the course afresh) --
+
+@pytest.fixture(scope="module")
+def base313():
+    if runtime.interpreter("3.13") is None:
+        pytest.skip("no Python 3.13 on this machine")
+    return runtime.base_env("3.13")
+
+
+class Runtime:
+    """A fresh Colab runtime: an environment as Colab ships it, and /content with a learner's files."""
+
+    def __init__(self, base: Path, work: Path, origin: Path):
+        self.work, self.content = work, work / "content"
+        self.python = runtime.session_env(base, work / "env")
+        self.env = colab_kernel_env(origin, work / "home")
+        self.before = runtime.installed(self.python)
+        (self.content / "sample_data").mkdir(parents=True)
+        (self.content / "my-notes.txt").write_text("the learner's own")
+        (self.content / "sample_data" / "README.md").write_text("Colab's")
+        self.learner = snapshot(self.content)
+
+    def keep(self) -> None:
+        """Count everything in /content now as the learner's."""
+        self.learner = snapshot(self.content)
+
+    def run(self, cell: str, *more: str) -> nbformat.NotebookNode:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in (cell, *more)])
+        return run_in_colab(self.python, nb, self.work, self.env)
+
+    def learner_files_intact(self) -> bool:
+        now = snapshot(self.content)
+        return all(now.get(rel) == data for rel, data in self.learner.items())
+
+    def moved(self) -> dict:
+        after = runtime.installed(self.python)
+        return {n: (v, after.get(n)) for n, v in self.before.items() if after.get(n) != v}
+
+
+IMPORTS = "import utils.grading, jaxtyping, transformer_lens; print('COURSE AT', utils.grading.__file__)"
+
+
+def error_lines(cell) -> list[str]:
+    return [line for o in cell.outputs if o.output_type == "error" for line in o.traceback]
+
+
+def tree_state(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_an_unpublished_repository_gets_one_sentence_and_nothing_is_deleted(base313, origin, tmp_path):
+    colab = Runtime(base313, tmp_path, origin)
+    mine = colab.content / "mechinterp-course"
+    mine.mkdir()
+    (mine / "essay.md").write_text("a folder of the learner's with the course's name")
+    colab.keep()
+    server = Server(401)  # GitHub's answer for a repository that does not exist or is private
+    try:
+        colab.env["GIT_CONFIG_KEY_0"] = f"url.{server.url}.insteadOf"
+        ran = colab.run(pipeline.colab_cell_source(), IMPORTS)
+    finally:
+        server.shutdown()
+        server.server_close()
+    out, shown = text_of(ran.cells[0]), error_lines(ran.cells[0])
+    url, ref = pipeline.course_settings()
+    assert len(shown) == 1 and shown[0].startswith(f"Colab set-up stopped: the course's release is not reachable "
+                                                   f"at {url}@{ref}"), shown
+    assert "retry" not in out + shown[0] and "Username" not in out + shown[0]
+    assert "course.py archive" in shown[0] and "COURSE_SOURCE" in shown[0]
+    assert colab.learner_files_intact() and sorted(p.name for p in colab.content.iterdir()) == [
+        "mechinterp-course", "my-notes.txt", "sample_data"]
+    assert not colab.moved()
+    print("\nunpublished:", shown[0])
+
+
+def test_an_uploaded_release_archive_is_installed(base313, origin, tmp_path):
+    colab = Runtime(base313, tmp_path, origin)
+    built = subprocess.run(["python3", ROOT / "course.py", "archive", colab.content], capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    archive = next(colab.content.glob("mechinterp-course-*.zip"))
+    colab.keep()
+    ran = colab.run(pipeline.colab_cell_source(), IMPORTS)
+    out = text_of(ran.cells[0])
+    course = colab.content / "mechinterp-course"
+    assert not errors(ran.cells), "\n".join(errors(ran.cells))
+    assert f"installing the course from {archive}, which stays as it is" in out and "fetching" not in out, out
+    assert "Colab set-up: installed the course" in out and "none of the" in out
+    assert (course / ".colab-done").read_text() == archive.name
+    assert f"COURSE AT {course}" in text_of(ran.cells[1])
+    assert colab.learner_files_intact() and not colab.moved()
+    print("\narchive:", out)
+
+
+def test_a_drive_folder_is_copied_installed_and_left_unchanged(base313, origin, tmp_path):
+    colab = Runtime(base313, tmp_path, origin)
+    drive = colab.content / "drive" / "MyDrive" / "mechinterp-course"
+    shutil.copytree(origin, drive, ignore=shutil.ignore_patterns(".git"))
+    (drive / "my-answers.ipynb").write_text("{}")
+    colab.keep()
+    before = tree_state(drive)
+    cell = pipeline.colab_cell_source().replace('COURSE_SOURCE = ""', f'COURSE_SOURCE = "{drive}"', 1)
+    ran = colab.run(cell, IMPORTS)
+    out = text_of(ran.cells[0])
+    course = colab.content / "mechinterp-course"
+    assert not errors(ran.cells), "\n".join(errors(ran.cells))
+    assert f"installing the course from {drive}, which stays as it is" in out and "none of the" in out, out
+    assert f"COURSE AT {course}" in text_of(ran.cells[1])
+    assert tree_state(drive) == before and colab.learner_files_intact() and not colab.moved()
+    print("\ndrive:", out)
+
+
+def test_a_conflict_shows_pips_explanation_and_no_retry(base313, origin, tmp_path):
+    """A course that needs a newer IPython than Colab's 7.34: pip's own explanation, no retry offered,
+    nothing installed, and the learner's Drive folder as it was."""
+    colab = Runtime(base313, tmp_path, origin)
+    drive = colab.content / "drive" / "MyDrive" / "mechinterp-course"
+    shutil.copytree(origin, drive, ignore=shutil.ignore_patterns(".git"))
+    pyproject = drive / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"ipython>=7.34",', '"ipython>=8.12",', 1))
+    assert '"ipython>=8.12"' in pyproject.read_text()
+    colab.keep()
+    before = tree_state(drive)
+    cell = pipeline.colab_cell_source().replace('COURSE_SOURCE = ""', f'COURSE_SOURCE = "{drive}"', 1)
+    ran = colab.run(cell)
+    out, shown = text_of(ran.cells[0]), error_lines(ran.cells[0])
+    assert "The conflict is caused by:" in out and "ipython>=8.12" in out and "ipython==7.34.0" in out, out
+    assert "running the cell again will fail the same way" in out and "retry" not in out
+    assert shown == ["Colab set-up stopped: the course could not be installed (above)."], shown
+    assert not (colab.content / "mechinterp-course").exists()  # the copy this run made, removed again
+    assert tree_state(drive) == before and colab.learner_files_intact() and not colab.moved()
+    print("\nconflict:", out)
 
 
 def test_the_notebooks_colab_cell_is_the_one_run_here():
