@@ -27,8 +27,22 @@ def enable_colab_widgets() -> bool:
 
 
 def device() -> str:
-    """'cuda' when a GPU is usable, else 'cpu'; COURSE_DEVICE overrides."""
+    """'cuda' when a GPU is usable, else 'cpu'; COURSE_DEVICE overrides ('meta': see `setup`)."""
     return os.environ.get("COURSE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _play_a_gpu() -> None:
+    """COURSE_DEVICE=meta: the rest of this process computes on `utils.second_device`'s stand-in for a
+    GPU, so that the tests find a notebook mixing devices on a machine without one."""
+    from utils.second_device import second_device
+
+    global _STAND_IN
+    if _STAND_IN is None:
+        _STAND_IN = second_device()  # kept referenced: collecting it would leave the device
+        _STAND_IN.__enter__()
+
+
+_STAND_IN = None
 
 
 def seed_everything(seed: int = 0) -> None:
@@ -67,5 +81,7 @@ def setup(seed: int = 0) -> str:
         torch.set_num_threads(int(os.environ["COURSE_THREADS"]))
     where = "Colab" if IN_COLAB else "local"
     dev = device()
+    if dev == "meta":
+        _play_a_gpu()
     print(f"Course ready ({where}, device={dev}, torch {torch.__version__})")
     return dev

@@ -150,13 +150,13 @@ def sum_directions(p: int, freqs: list[int]) -> Float[Tensor, "two_n_freq p2"]:
 def restricted_logits(logits: Float[Tensor, "p2 p"], p: int, freqs: list[int]) -> Float[Tensor, "p2 p"]:
     """Keep, for every output c, only the mean over the pairs and the components along cos(w(a+b)),
     sin(w(a+b)) of the key frequencies: what the generalising circuit alone would output."""
-    D = sum_directions(p, freqs)  # [2 n_freq p2]
+    D = sum_directions(p, freqs).to(logits)  # [2 n_freq p2]
     return logits.mean(dim=0, keepdim=True) + D.T @ (D @ logits)
 
 
 def excluded_logits(logits: Float[Tensor, "p2 p"], p: int, freqs: list[int]) -> Float[Tensor, "p2 p"]:
     """Remove, for every output c, the components along cos(w(a+b)), sin(w(a+b)) of the key frequencies."""
-    D = sum_directions(p, freqs)
+    D = sum_directions(p, freqs).to(logits)
     return logits - D.T @ (D @ logits)
 
 
@@ -177,7 +177,7 @@ def gini(values: Float[Tensor, "n"]) -> float:
     """Gini coefficient of |values|: 0 when all equal, near 1 when one carries everything."""
     x = values.abs().double().sort().values
     n = x.shape[0]
-    i = torch.arange(1, n + 1, dtype=torch.float64)
+    i = torch.arange(1, n + 1, dtype=torch.float64, device=x.device)
     return ((2 * i - n - 1) * x).sum().item() / (n * x.sum().item())
 
 

@@ -148,7 +148,7 @@ def eap_edge_scores(em, clean_tokens: Int[Tensor, "batch pos"], corrupted_tokens
     clean_outs = em.sender_outputs(clean_tokens)
     corrupted_outs = em.sender_outputs(corrupted_tokens)
     grads = receiver_gradients(em, clean_tokens, metric)
-    return eap_scores(clean_outs, corrupted_outs, grads, em.graph.adjacency)
+    return eap_scores(clean_outs, corrupted_outs, grads, em.graph.adjacency.to(grads.device))
 
 
 def ig_path(clean: Float[Tensor, "batch pos d_model"], corrupted: Float[Tensor, "batch pos d_model"],
@@ -172,7 +172,7 @@ def eap_ig_edge_scores(em, clean_tokens: Int[Tensor, "batch pos"], corrupted_tok
         with torch.enable_grad():
             metric(em.run(clean_tokens, receiver_delta=delta, embed=embed)).backward()
         grads += delta.grad.detach()
-    return eap_scores(clean_outs, corrupted_outs, grads / steps, em.graph.adjacency)
+    return eap_scores(clean_outs, corrupted_outs, grads / steps, em.graph.adjacency.to(grads.device))
 
 
 def top_k_edges(scores: Float[Tensor, "sender receiver"], adjacency: Bool[Tensor, "sender receiver"],

@@ -13,14 +13,10 @@ from collections.abc import Callable
 from . import hints as _hints
 from . import registry
 from .checker import Checker, grade
+from .devices import GRADING_DEVICE
 from .feedback import CheckFailed, NotAttempted, Result
 from .guidance import reference_used, use_reference
 from .registry import Exercise, Mistake, exercise
-
-
-def _device() -> str:
-    from utils.notebook import device
-    return device()
 
 
 def check(fn: Callable, exercise_id: str | None = None) -> None:
@@ -36,12 +32,20 @@ def check(fn: Callable, exercise_id: str | None = None) -> None:
             raise failure
         print(f"⚠ {failure.render()}")  # a learner's run continues past it
         return
-    result = grade(ex, fn, device=_device())
+    result = grade(ex, fn, device=GRADING_DEVICE)
     if result.passed:
-        print(result.summary())
+        print(result.summary() + _where_graded())
         return
     _hints.show_hints(ex, already_shown=result.failure.hint)
     raise result.failure.with_traceback(None)
+
+
+def _where_graded() -> str:
+    """Said only where it could surprise: the notebook computes on a GPU, the check on the CPU."""
+    from utils.notebook import device
+
+    notebook = device()
+    return "" if notebook == GRADING_DEVICE.type else f" [graded on the CPU; your notebook computes on {notebook}]"
 
 
 def hint(exercise_id: str) -> None:

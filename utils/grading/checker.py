@@ -15,10 +15,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from torch.utils._pytree import tree_map
 
+from .devices import OtherDevice, stay_on
 from .compare import difference, generic_diagnosis, locate_difference
 from .feedback import (PASSED, CheckFailed, LearnerError, LearnerTimeout, NotAttempted, Result)
 from .registry import Exercise, Mistake
+from utils.second_device import host
+
 from .safety import (TimeLimitReached, changed, ctrl_c_pressed, fresh, guarded_call, learner_frame,
                      noticing_ctrl_c, restore, snapshot)
 
@@ -41,12 +45,21 @@ class Checker:
     def randint(self, high: int, *shape: int) -> torch.Tensor:
         return torch.randint(0, high, shape, generator=self.rng).to(self.device)
 
+    def generator(self, seed: int) -> torch.Generator:
+        """A seeded generator for the checker's device (for exercises that take one)."""
+        return torch.Generator(device=host(self.device)).manual_seed(seed)
+
     # -- calling learner code ---------------------------------------------------------
     def call(self, fn: Callable, *args: Any, case: str = "", **kwargs: Any) -> Any:
         """Call learner code `fn` under the guards: time limit, errors, in-place edits."""
         before = snapshot((args, kwargs))
         try:
-            out = guarded_call(fn, args, kwargs, timeout=self.exercise.timeout)
+            with stay_on(self.device):
+                out = guarded_call(fn, args, kwargs, timeout=self.exercise.timeout)
+        except OtherDevice as exc:
+            where = learner_frame(exc)
+            raise LearnerError(str(exc) + (f"\n{where}" if where else ""), exercise=self.exercise.id, case=case,
+                               hint=exc.hint) from None
         except NotImplementedError:
             raise NotAttempted("the function still raises NotImplementedError: replace the stub with your code",
                                exercise=self.exercise.id, case=case) from None
@@ -81,13 +94,21 @@ class Checker:
 
     def run(self, *args: Any, case: str = "", **kwargs: Any) -> Any:
         """The candidate's output on these inputs (guarded)."""
+        args, kwargs = self.on_device((args, kwargs))
         return self.call(self.candidate, *args, case=case, **kwargs)
+
+    def on_device(self, value: Any) -> Any:
+        """`value` with every tensor inside on the checker's device: a grader may build an input on the
+        CPU (torch.tensor, a reference helper), and the candidate always gets all of them on one device."""
+        return tree_map(lambda v: v.detach().to(self.device).requires_grad_(v.requires_grad)
+                        if isinstance(v, torch.Tensor) and v.device != self.device else v, value)
 
     # -- comparing -----------------------------------------------------------------
     def case(self, name: str, *args: Any, hint: str = "", mistakes: Iterable[Mistake] = (),
              atol: float | None = None, rtol: float | None = None, check_dtype: bool = True,
              **kwargs: Any) -> Any:
         """Run candidate and reference on the same inputs and require equal outputs."""
+        args, kwargs = self.on_device((args, kwargs))
         got = self.run(*fresh(args), case=name, **fresh(kwargs))
         expected = self.reference(*fresh(args), **fresh(kwargs))
         self.compare(got, expected, case=name, hint=hint, mistakes=mistakes, inputs=(args, kwargs),

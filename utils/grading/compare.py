@@ -1,9 +1,9 @@
 """Compare a learner's output with the expected one and say how they differ.
 
 `difference(got, expected)` returns None when they match, else one short,
-specific sentence (wrong type, shape, dtype, NaNs, or the values around the
-largest gap). Devices are not compared: a CUDA result checked against a CPU
-reference is moved, not failed.
+specific sentence (wrong type, shape, dtype, device, NaNs, or the values
+around the largest gap). A result on another device than the reference's (which
+is where the inputs were) fails: the function chose a device itself.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ def _tensor_difference(got: Any, expected: Tensor, *, atol: float, rtol: float, 
         return f"{path}: expected shape {shape}, got shape {tuple(got.shape)}"
     if check_dtype and got.dtype != expected.dtype:
         return f"{path}: expected dtype {_dtype(expected)}, got {_dtype(got)}"
+    if got.device.type != expected.device.type:
+        return (f"{path}: expected a tensor on {expected.device.type} (where the inputs are), got one on "
+                f"{got.device}: return results on the inputs' device")
     g = got.detach().to("cpu")
     e = expected.detach().to("cpu")
     if g.is_floating_point() or e.is_floating_point():

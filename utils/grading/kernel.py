@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .checker import grade
+from .devices import GRADING_DEVICE
 from .feedback import ERROR, NOT_ATTEMPTED
 from .guidance import reference_used
 from .registry import get
@@ -20,5 +21,4 @@ def grade_by_name(exercise_id: str, namespace: dict, cell_error: str | None = No
         return {"exercise": ex.id, "status": NOT_ATTEMPTED, "detail": f"{ex.name} is the reference (use_reference)"}
     if not callable(fn):
         return {"exercise": ex.id, "status": ERROR, "detail": f"{ex.name} is a {type(fn).__name__}, not a function"}
-    from utils.notebook import device
-    return grade(ex, fn, device=device()).as_dict()
+    return grade(ex, fn, device=GRADING_DEVICE).as_dict()

@@ -500,7 +500,7 @@ def _sampling_logits(check, d_vocab=8):
 
 
 def _generator(check, seed):
-    return torch.Generator(device=check.device).manual_seed(seed)
+    return check.generator(seed)
 
 
 @exercise(difficulty=2, minutes=15, timeout=20.0, hints=[

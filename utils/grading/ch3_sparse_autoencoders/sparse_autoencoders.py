@@ -97,7 +97,7 @@ def test_sae_decode(check):
     "W_dec / W_dec.norm(dim=1, keepdim=True)",
 ])
 def test_normalise_decoder(check):
-    W = check.randn(3, 5, 7) * torch.linspace(0.2, 3.0, 7)
+    W = check.randn(3, 5, 7) * torch.linspace(0.2, 3.0, 7, device=check.device)
     check.case("random decoder [3 inst, 5 d_in, 7 lat]", W, mistakes=[
         Mistake("wrong axis",
                 "Normalise each *column* (one per latent, axis d_in = dim 1), not each row over the latents.",
@@ -149,7 +149,7 @@ def _l1(acts, W_dec, coeff, weighted, *, reduce_lat="sum", norm_dim=1, batch="me
 ])
 def test_l1_penalty(check):
     acts = _sparse_acts(check, batch=10, inst=2, lat=8)
-    W_dec = check.randn(2, 5, 8) * torch.linspace(0.3, 2.0, 8)   # columns deliberately not unit norm
+    W_dec = check.randn(2, 5, 8) * torch.linspace(0.3, 2.0, 8, device=check.device)   # columns deliberately not unit norm
     coeff = torch.tensor([0.1, 2.0]).to(check.device)
     for weighted in (False, True):
         check.case(f"weight_by_decoder_norm={weighted}", acts, W_dec, coeff, weighted, mistakes=[
@@ -290,7 +290,7 @@ def _resample_setup(check, n_dead=300):
     x_hat[1] = x[1] - e1 / e1.norm(dim=-1, keepdim=True)
     x_hat[4] = x[4] - 3.0 * e4 / e4.norm(dim=-1, keepdim=True)
     W_enc = check.randn(inst, d_in, lat)
-    W_enc[:, :, :4] = W_enc[:, :, :4] * torch.tensor([1.0, 2.0, 3.0, 6.0])   # live norms vary
+    W_enc[:, :, :4] = W_enc[:, :, :4] * torch.tensor([1.0, 2.0, 3.0, 6.0], device=check.device)   # live norms vary
     b_enc = check.randn(inst, lat)
     W_dec = _unit_columns(check.randn(inst, d_in, lat))
     dead = torch.zeros(inst, lat, dtype=torch.bool)

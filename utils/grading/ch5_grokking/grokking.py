@@ -35,7 +35,7 @@ def _normalise(B):
 
 def _sparse_fourier(check, p, d, freqs, noise=0.05):
     """Values [p, d] built from a few frequencies plus a little noise."""
-    B = ref.fourier_basis(p)
+    B = ref.fourier_basis(p).to(check.device)
     rows = [0] + [r for k in freqs for r in (2 * k - 1, 2 * k)]
     return B[rows].T @ check.randn(len(rows), d) + noise * check.randn(p, d)
 
@@ -280,8 +280,8 @@ def test_neuron_frequencies(check):
     for k in (2, 3, 1, 2):
         w = 2 * math.pi * k / p
         grids.append(torch.relu(torch.cos(w * x)[:, None] + torch.cos(w * x)[None, :] + 0.3))
-    grid = torch.stack(grids, dim=-1) + 0.05 * check.randn(p, p, 4)
-    comps = ref.fourier_2d(grid, B)
+    grid = torch.stack(grids, dim=-1).to(check.device) + 0.05 * check.randn(p, p, 4)
+    comps = ref.fourier_2d(grid, B.to(check.device))
     check.case("4 ReLU neurons, p = 7", comps, mistakes=mistakes)
     check.case("random components, p = 5", check.randn(5, 5, 3), mistakes=mistakes)
 
@@ -355,7 +355,7 @@ def test_variance_explained(check):
                 lambda l, P: variant(l, P, one_mean=True)),
     ]
     p = 7
-    P = ref.cos_predictors(p, [1, 3])
+    P = ref.cos_predictors(p, [1, 3]).to(check.device)
     logits = 2.0 * P[0] + 0.7 * P[1] + 0.8 * check.randn(p * p, p) + 3.0
     check.case("two frequencies plus noise and an offset", logits, P, mistakes=mistakes)
     check.case("pure noise", check.randn(25, 5) + 1.0, ref.cos_predictors(5, [2]), mistakes=mistakes)
@@ -449,7 +449,7 @@ def test_sum_directions(check):
 
 def _grid_logits(check, p, freqs):
     """Logits over the p² pairs with a generalising part in `freqs`, a per-c offset and noise."""
-    return 2 * ref.cos_predictors(p, freqs).sum(0) + check.randn(1, p) + check.randn(p * p, p)
+    return 2 * ref.cos_predictors(p, freqs).sum(0).to(check.device) + check.randn(1, p) + check.randn(p * p, p)
 
 
 def _logit_variants(which):

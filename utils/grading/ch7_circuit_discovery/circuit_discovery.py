@@ -2,7 +2,7 @@
 
 Tensor exercises run on small seeded tensors; the ones that run a model use a tiny randomly
 initialised 2-layer, 2-head model with MLPs and LayerNorm (weights scaled up so that every edge
-matters), wrapped in `utils.circuits.EdgeModel`, on the CPU: each check takes well under a second.
+matters), wrapped in `utils.circuits.EdgeModel`, on the checker's device: each check takes well under a second.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ D_VOCAB = 12
 # -- shared inputs -------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=2)
-def _tiny_bridge(seed: int = 0):
+def _tiny_bridge(seed: int = 0, device: torch.device = torch.device("cpu")):
     from transformer_lens import TransformerBridge, TransformerBridgeConfig
 
     cfg = TransformerBridgeConfig(d_model=16, d_head=4, n_heads=2, n_layers=2, d_mlp=32, n_ctx=8, d_vocab=D_VOCAB,
@@ -41,19 +41,19 @@ def _tiny_bridge(seed: int = 0):
                 param.mul_(3.0)
     model.requires_grad_(False)
     model.eval()
-    return model
+    return model.to(device)
 
 
-def _em() -> EdgeModel:
-    return EdgeModel(_tiny_bridge())
+def _em(check) -> EdgeModel:
+    return EdgeModel(_tiny_bridge(device=check.device))
 
 
 def _tokens(check, batch: int = 3):
-    """Clean tokens and a corrupted copy that differs at two positions (on the CPU, like the model)."""
-    clean = check.randint(D_VOCAB, batch, N_POS).cpu()
+    """Clean tokens and a corrupted copy that differs at two positions (on the checker's device)."""
+    clean = check.randint(D_VOCAB, batch, N_POS)
     corrupted = clean.clone()
-    corrupted[:, 2] = (clean[:, 2] + 1 + check.randint(D_VOCAB - 1, batch).cpu()) % D_VOCAB
-    corrupted[:, 4] = (clean[:, 4] + 1 + check.randint(D_VOCAB - 1, batch).cpu()) % D_VOCAB
+    corrupted[:, 2] = (clean[:, 2] + 1 + check.randint(D_VOCAB - 1, batch)) % D_VOCAB
+    corrupted[:, 4] = (clean[:, 4] + 1 + check.randint(D_VOCAB - 1, batch)) % D_VOCAB
     return clean, corrupted
 
 
@@ -370,7 +370,7 @@ def test_receiver_gradients(check):
                 partial(_grads_variant, twice=True)),
     ]
     clean, _ = _tokens(check)
-    got = _case_with_gradients_off(check, "tiny model", _em(), clean, _metric(clean), mistakes=mistakes,
+    got = _case_with_gradients_off(check, "tiny model", _em(check), clean, _metric(clean), mistakes=mistakes,
                                    check_dtype=False)
     check.expect(not (isinstance(got, torch.Tensor) and got.requires_grad), case="tiny model",
                  mistake="still requires grad", message="your gradients still require grad (they carry a graph)",
@@ -385,7 +385,7 @@ def _expect_passes(check, case, call, *, forward, backward, what):
     """Run `call(em)` on a fresh EdgeModel with gradients off (as the notebook does) and require at most
     `forward` forward and exactly `backward` backward passes (EdgeModel counts them; the notebook prints them
     as each method's cost)."""
-    em = _em()
+    em = _em(check)
     with torch.no_grad():
         call(em)
     check.expect(em.n_forward <= forward and em.n_backward == backward, case=case, mistake="extra passes",
@@ -451,7 +451,7 @@ def test_eap_edge_scores(check):
                 "metric.", partial(_eap_edge_variant, sign=-1.0)),
     ]
     clean, corrupted = _tokens(check)
-    _case_with_gradients_off(check, "tiny model", _em(), clean, corrupted, _metric(clean), mistakes=mistakes,
+    _case_with_gradients_off(check, "tiny model", _em(check), clean, corrupted, _metric(clean), mistakes=mistakes,
                              check_dtype=False)
     _expect_passes(check, "counting passes",
                    lambda em: check.run(em, clean, corrupted, _metric(clean), case="counting passes"),
@@ -517,7 +517,7 @@ def test_eap_ig_edge_scores(check):
                 "path.", partial(_ig_variant, eap=True)),
     ]
     clean, corrupted = _tokens(check)
-    _case_with_gradients_off(check, "tiny model, 3 steps", _em(), clean, corrupted, _metric(clean), 3,
+    _case_with_gradients_off(check, "tiny model, 3 steps", _em(check), clean, corrupted, _metric(clean), 3,
                              mistakes=mistakes, check_dtype=False)
 
 
@@ -697,7 +697,7 @@ def test_edge_faithfulness(check):
         Mistake("circuit corrupted", "`keep` is True on the circuit's edges, which stay clean; the others read "
                 "corrupted_outs.", partial(_faith_variant, invert=True)),
     ]
-    em = _em()
+    em = _em(check)
     clean, corrupted = _tokens(check)
     corrupted_outs = em.sender_outputs(corrupted)
     keep = em.graph.mask(em.graph.edges[::3])

@@ -1,0 +1,86 @@
+"""Grading runs on the CPU, on every machine, so a check's verdict cannot depend on the device.
+
+Graders use small seeded inputs, so the CPU costs nothing, and it removes two ways a GPU breaks
+grading: tensors on two devices meeting inside a grader, and a CUDA fault (a device-side assert from
+an out-of-range index) that leaves the CUDA context unusable for every later cell. While learner code
+runs under a check, `cpu_only()` stops it at the first step towards another device, with a message
+that says what happened, so no GPU work is ever started by a check: the same function gets the same
+verdict and feedback on a laptop and on Colab's GPU runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+
+GRADING_DEVICE = torch.device("cpu")
+
+HARD_CODED_HINT = ("Don't choose a device inside the function: create new tensors where its inputs are, "
+                   "e.g. torch.zeros(n, device=x.device) or torch.arange(n, device=x.device), and leave "
+                   "moving data between devices to the caller.")
+GLOBAL_HINT = ("Use only the function's arguments: a tensor or model from elsewhere in your notebook (here on "
+               "the GPU) is not what the docstring describes. Pass it in, or create it inside on x.device.")
+
+
+class OtherDevice(RuntimeError):
+    """Learner code tried to use a device other than the CPU the check runs on."""
+
+    def __init__(self, message: str, hint: str):
+        super().__init__(message)
+        self.hint = hint
+
+
+class _StayOn(TorchFunctionMode):
+    MOVES = {torch.Tensor.to, torch.Tensor.type}
+
+    def __init__(self, device: torch.device):
+        super().__init__()
+        self.device = device
+        self.allowed = {"cpu", device.type}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        if func is torch.Tensor.cuda:
+            raise OtherDevice(f"your function calls .cuda(), but the check runs it on {self.where}", HARD_CODED_HINT)
+        wanted = [kwargs.get("device")] + (list(args[1:]) if func in self.MOVES else [])
+        for value in wanted:
+            device = _device_of(value)
+            if device is not None and device.type not in self.allowed:
+                raise OtherDevice(f"your function asks for device {str(device)!r} (in {name}), but the check runs "
+                                  f"it on {self.where}", HARD_CODED_HINT)
+        for value in tree_flatten((args, kwargs))[0]:
+            if isinstance(value, torch.Tensor) and value.device.type not in self.allowed:
+                raise OtherDevice(f"your function used a tensor on {value.device} that the check did not give it "
+                                  f"(in {name}); the check's inputs are on {self.where}", GLOBAL_HINT)
+        return func(*args, **kwargs)
+
+    @property
+    def where(self) -> str:
+        return "CPU tensors" if self.device.type == "cpu" else f"tensors on {self.device}"
+
+
+@contextlib.contextmanager
+def stay_on(device: torch.device | str) -> Iterator[None]:
+    """Within the block, a step towards any device but the CPU and `device` raises OtherDevice, before any
+    work starts there."""
+    with _StayOn(torch.device(device)):
+        yield
+
+
+def _device_of(value: Any) -> torch.device | None:
+    if isinstance(value, torch.device):
+        return value
+    if isinstance(value, str):
+        if "cuda" in value and value.startswith("torch."):  # x.type("torch.cuda.FloatTensor")
+            return torch.device("cuda")
+        if value.split(":")[0] in ("cuda", "mps", "xpu", "meta", "cpu"):
+            return torch.device(value)
+    if isinstance(value, int) and not isinstance(value, bool):  # x.to(0) means cuda:0
+        return torch.device("cuda", value)
+    return None
