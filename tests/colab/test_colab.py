@@ -16,7 +16,7 @@ named in COURSE_SOURCE (copied, never changed), and with a conflict with Colab's
 explanation, no retry, nothing installed). tests/colab/test_cell.py covers the same decisions
 quickly, with a stand-in installer.
 
-Run with `python3 course.py colab`: on 2 cores, about 3 minutes in all once the Colab environments
+Run with `python3 course.py colab`: on 2 cores, 3 to 4 minutes in all once the Colab environments
 are cached, and about 3 minutes more per Python version the first time, to build them (torch and
 its CUDA libraries, about 3 GB, from PyPI).
 """
