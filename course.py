@@ -3,6 +3,7 @@
 
     python3 course.py lab     # set up, then open JupyterLab on the course index
     python3 course.py test    # set up, then run the whole test suite on every core (extra args go to pytest)
+    python3 course.py test --gpu   # the GPU tier: graders and notebooks on CUDA (fails without a GPU)
     python3 course.py setup   # set up only
     python3 course.py colab   # set up, then run the Colab simulation (tests/colab: slow, needs Python 3.12 and 3.13)
     python3 course.py archive # build dist/<name>-<version>.zip, the release archive a learner uploads to Colab
@@ -167,6 +168,26 @@ def lab_env() -> dict[str, str]:
     return {**os.environ, "JUPYTER_CONFIG_PATH": os.pathsep.join(path)}
 
 
+GPU_TIER = ["tests/grading", "tests/notebooks", "tests/test_second_device.py"]
+
+
+def gpu_tier(python: Path, extra: list[str]) -> int:
+    """The grader validation, the reference-on-device tests and every notebook's results tests, with
+    COURSE_DEVICE=cuda: what a learner on Colab's GPU runtime runs. Without a GPU it fails, never passes."""
+    probe = ("import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available() "
+             "and torch.cuda.get_device_name(0))")
+    found = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
+    version, cuda, gpu = (found.stdout.split(maxsplit=2) + ["?", "?", "False"])[:3]
+    if found.returncode or gpu.strip() == "False":
+        print(f"The GPU tier needs a CUDA GPU, and this environment has none usable (torch {version}, CUDA "
+              f"{cuda}). Nothing was tested. On a machine with an NVIDIA GPU, install a CUDA build of PyTorch "
+              f"(COURSE_TORCH=torch python3 course.py setup) and run this again.", file=sys.stderr)
+        return 1
+    print(f"GPU tier on {gpu.strip()} (torch {version}, CUDA {cuda})", flush=True)
+    env = {**os.environ, "COURSE_DEVICE": "cuda"}
+    return subprocess.call([str(python), "-m", "pytest", *GPU_TIER, *parallel(extra), *extra], cwd=ROOT, env=env)
+
+
 def main(argv: list[str]) -> int:
     command, extra = (argv[0], argv[1:]) if argv else ("lab", [])
     if command not in {"lab", "test", "setup", "colab", "archive"}:
@@ -179,6 +200,8 @@ def main(argv: list[str]) -> int:
     if command == "lab":
         return subprocess.call([str(python), "-m", "jupyter", "lab", "chapters/index.ipynb", *extra],
                                cwd=ROOT, env=lab_env())
+    if command == "test" and "--gpu" in extra:
+        return gpu_tier(python, [a for a in extra if a != "--gpu"])
     if command == "test":
         return subprocess.call([str(python), "-m", "pytest", *parallel(extra), *extra], cwd=ROOT)
     if command == "colab":

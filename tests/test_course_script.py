@@ -138,3 +138,13 @@ def test_the_release_archive_holds_the_course_under_one_folder(tmp_path):
     assert shipped and shipped <= {Path(n).name for n in names}
     assert not [n for n in names if "/.venv" in n or "__pycache__" in n or "/.git/" in n]
     assert not list(tmp_path.glob(".*.part"))
+
+
+def test_the_gpu_tier_fails_without_a_gpu_and_says_so(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the tier would run")
+    assert course.gpu_tier(Path(sys.executable), []) == 1
+    said = capsys.readouterr().err
+    assert "needs a CUDA GPU" in said and "Nothing was tested" in said

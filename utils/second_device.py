@@ -13,8 +13,9 @@ combined with an ordinary CPU tensor (0-d scalars excepted, as on CUDA).
         x @ torch.ones(4, 2)                    # RuntimeError: ... meta and cpu!
 
 It checks device handling only: a program that runs here may still differ on a real GPU in
-numerics, in CUDA-only errors (an out-of-range index is a device-side assert there) or in
-generators (a CPU generator cannot draw CUDA tensors). Every operation passes through Python,
+numerics or in CUDA-only errors (an out-of-range index is a device-side assert there).
+Generators follow CUDA's rule: one made with `torch.Generator(device=dev)` draws only on the
+second device, and a CPU generator only on the CPU. Every operation passes through Python,
 so it is for graders' small inputs, not for training.
 """
 
@@ -65,6 +66,9 @@ class Relocated(torch.Tensor):
     @property
     def is_meta(self) -> bool:  # real values, unlike a meta tensor
         return False
+
+    def __format__(self, spec: str) -> str:  # f"{loss:.3f}" works on a 0-d tensor on a GPU too
+        return self.inner.__format__(spec)
 
     def tolist(self):
         return self.inner.tolist()
@@ -175,6 +179,9 @@ class _BuildOnDevice(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if kwargs.get("generator") is not None:
+            _check_generator(kwargs, on_device=_targets_device(kwargs) or any(
+                isinstance(a, Relocated) for a in _leaves(args)))
         if func in self.BUILDERS and _targets_device(kwargs):
             return _relocate(func(*args, **{**kwargs, "device": CPU}))
         if func in self.INDEXING and isinstance(args[0], Relocated):  # x[[1, 2]]: the list becomes CPU indices
@@ -190,23 +197,46 @@ def _lists_as_indices(index: Any) -> Any:
     return index
 
 
-def host(device: torch.device | str) -> torch.device:
-    """Where `device`'s tensors really are: the CPU for the second device (e.g. for a torch.Generator)."""
-    device = torch.device(device)
-    return CPU if device.type == DEVICE.type else device
+_CpuGenerator = torch.Generator
+
+
+class _Generator(torch.Generator):
+    """`torch.Generator(device=...)` inside the block: one for the second device draws on the CPU but, like
+    a CUDA generator, serves only that device."""
+
+    def __new__(cls, device: torch.device | str = "cpu"):
+        here = torch.device(device).type == DEVICE.type
+        generator = super().__new__(cls, CPU if here else device)
+        generator.on_second_device = here
+        return generator
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        pass
+
+
+def _check_generator(kwargs: dict, on_device: bool) -> None:
+    generator = kwargs.get("generator")
+    if generator is not None and getattr(generator, "on_second_device", False) != on_device:
+        wanted, found = (DEVICE, "cpu") if on_device else ("cpu", DEVICE)
+        raise RuntimeError(f"Expected a '{wanted}' device type for generator but found '{found}' "
+                           "(the second device stands in for a GPU)")
 
 
 @contextlib.contextmanager
 def _transformer_lens_reads_relocated_weights() -> Iterator[None]:
     """TransformerLens takes weights on the meta device for unloaded ones: it refuses to read them
-    and stops moving inputs to the model's device. Relocated weights are real, so tell it so."""
+    and stops moving inputs to the model's device, and loading a pretrained model onto meta loads
+    no values. Relocated weights are real: tell it so, and load onto the CPU before moving."""
     try:
         from transformer_lens.model_bridge.bridge_core import BridgeCore
         from transformer_lens.utilities import quantization
     except ImportError:
         yield
         return
+    from transformer_lens import TransformerBridge
+
     reason, input_device = quantization.unreadable_weight_reason, BridgeCore._input_device
+    boot_transformers = TransformerBridge.__dict__["boot_transformers"]
 
     def unreadable_weight_reason(weight):
         return reason(weight.inner if isinstance(weight, Relocated) else weight)
@@ -217,17 +247,47 @@ def _transformer_lens_reads_relocated_weights() -> Iterator[None]:
             return DEVICE
         return found
 
+    def boot_on_the_cpu_first(*args, device=None, **kwargs):  # loading straight onto meta loads no values
+        if device is None or torch.device(device).type != DEVICE.type:
+            return boot_transformers.__func__(*args, device=device, **kwargs)
+        return boot_transformers.__func__(*args, device=CPU, **kwargs).to(DEVICE)
+
     quantization.unreadable_weight_reason, BridgeCore._input_device = unreadable_weight_reason, _input_device
+    TransformerBridge.boot_transformers = staticmethod(boot_on_the_cpu_first)
     try:
         yield
     finally:
         quantization.unreadable_weight_reason, BridgeCore._input_device = reason, input_device
+        TransformerBridge.boot_transformers = boot_transformers
+
+
+@contextlib.contextmanager
+def _generators_for_either_device() -> Iterator[None]:
+    torch.Generator = _Generator
+    try:
+        yield
+    finally:
+        torch.Generator = _CpuGenerator
+
+
+@contextlib.contextmanager
+def _modules_move_their_parameters_in_place() -> Iterator[None]:
+    """`module.to(cuda)` keeps each Parameter object and swaps its data, so aliases of a parameter (as
+    TransformerLens keeps) move with it. A Relocated tensor can't be swapped in as `.data`; swapping the
+    tensors themselves keeps the objects, as on CUDA."""
+    before = torch.__future__.get_swap_module_params_on_conversion()
+    torch.__future__.set_swap_module_params_on_conversion(True)
+    try:
+        yield
+    finally:
+        torch.__future__.set_swap_module_params_on_conversion(before)
 
 
 @contextlib.contextmanager
 def second_device() -> Iterator[torch.device]:
     """Within the block, the device returned plays a GPU: see the module's docstring."""
-    with _CreateOnDevice(), _BuildOnDevice(), _transformer_lens_reads_relocated_weights():
+    with (_CreateOnDevice(), _BuildOnDevice(), _transformer_lens_reads_relocated_weights(),
+          _generators_for_either_device(), _modules_move_their_parameters_in_place()):
         yield DEVICE
 
 

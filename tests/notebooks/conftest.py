@@ -35,6 +35,11 @@ CHAPTERS = sorted({p.parent.name for p in pipeline.learner_notebooks()})
 # tested), off in the stubs submission (nothing there to train with).
 LIVE_FLAGS = ("LIVE_TRAINING", "TRAIN_YOURSELF")
 CELL_TIMEOUT = 1800  # seconds: a live-training cell on a busy 2-core machine
+# Where the notebooks compute (their setup()'s DEVICE): on a GPU in the GPU tier (COURSE_DEVICE=cuda);
+# otherwise on utils.second_device's stand-in for one, so that a cell mixing CPU and GPU tensors fails
+# here as it would on Colab's GPU runtime, while computing the same numbers as the CPU.
+NOTEBOOK_DEVICE = os.environ.get("COURSE_NOTEBOOK_DEVICE") or (
+    "meta" if os.environ.get("COURSE_DEVICE", "cpu") == "cpu" else os.environ["COURSE_DEVICE"])
 
 
 @dataclass
@@ -70,7 +75,7 @@ def results_module(chapter: str, stem: str):
 def nbgrader(*args: str, cwd: Path) -> None:
     # nbgrader runs `alembic` from PATH: put this interpreter's scripts first (venv not activated in CI)
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = kernel_env({"PATH": path, "COURSE_DEVICE": "cpu"})
+    env = kernel_env({"PATH": path, "COURSE_DEVICE": NOTEBOOK_DEVICE})
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args, f"--Execute.timeout={CELL_TIMEOUT}"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=4 * 3600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -21,8 +21,6 @@ from .devices import OtherDevice, stay_on
 from .compare import difference, generic_diagnosis, locate_difference
 from .feedback import (PASSED, CheckFailed, LearnerError, LearnerTimeout, NotAttempted, Result)
 from .registry import Exercise, Mistake
-from utils.second_device import host
-
 from .safety import (TimeLimitReached, changed, ctrl_c_pressed, fresh, guarded_call, learner_frame,
                      noticing_ctrl_c, restore, snapshot)
 
@@ -47,7 +45,7 @@ class Checker:
 
     def generator(self, seed: int) -> torch.Generator:
         """A seeded generator for the checker's device (for exercises that take one)."""
-        return torch.Generator(device=host(self.device)).manual_seed(seed)
+        return torch.Generator(device=self.device).manual_seed(seed)
 
     # -- calling learner code ---------------------------------------------------------
     def call(self, fn: Callable, *args: Any, case: str = "", **kwargs: Any) -> Any:

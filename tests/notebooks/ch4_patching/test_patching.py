@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from tests.notebooks.conftest import NOTEBOOK_DEVICE
 from utils.data import ioi
 from utils.notebooks import pipeline
 from utils.notebooks.execute import run_notebook
@@ -178,7 +179,8 @@ def test_the_gpt2_path_runs_end_to_end_on_a_random_local_gpt2(local_gpt2):
     nb = pipeline.solved_notebook(PATH)
     _, got = run_notebook(nb, read={"model": "MODEL", "n": "len(batch)", "layers": "n_layers",
                                     "circuit": "len(CIRCUIT)", "corr": "attribution_corr"},
-                          cwd=PATH.parent, env={"CH4_MODEL": str(local_gpt2), "HF_HUB_OFFLINE": "1"})
+                          cwd=PATH.parent, env={"CH4_MODEL": str(local_gpt2), "HF_HUB_OFFLINE": "1",
+                                                "COURSE_DEVICE": NOTEBOOK_DEVICE})
     assert got["model"] == str(local_gpt2)
     assert got["n"] == len(ioi.GPT2_PROMPTS) and got["layers"] == 2
     assert got["circuit"] >= 1
