@@ -36,6 +36,8 @@ CPU = torch.device("cpu")
 # indexing a device tensor with CPU indices (but not a CPU tensor with device indices).
 _COPIES = {"aten::copy_", "aten::_to_copy", "aten::_has_compatible_shallow_copy_type", "aten::set_",
            "aten::lift_fresh"}
+_TAKE_CPU_SCALARS = {"aten::masked_fill.Tensor", "aten::masked_fill_.Tensor", "aten::fill.Tensor", "aten::fill_.Tensor",
+                     "aten::index_put", "aten::index_put_", "aten::_index_put_impl_"}
 _INDEXING = {"aten::index.Tensor", "aten::index_put_", "aten::index_put", "aten::_index_put_impl_"}
 
 
@@ -125,7 +127,7 @@ def _run(func, args: tuple, kwargs: dict) -> Any:
         raise NotImplementedError(f"{func.name()} got a tensor built on the meta device behind the second "
                                   "device's back, so it has no values: teach utils/second_device.py that route")
     if any(isinstance(a, Relocated) for a in flat):
-        _refuse_mixed_devices(func.name(), args, flat)
+        _refuse_mixed_devices(func, args, flat)
     to_cpu = "device" in kwargs and kwargs["device"] is not None and torch.device(kwargs["device"]).type == "cpu"
     moving_here = _targets_device(kwargs)
     inners = {id(a.inner): a for a in flat if isinstance(a, Relocated)}
@@ -140,13 +142,16 @@ def _run(func, args: tuple, kwargs: dict) -> Any:
     return tree_map(relocated, out)
 
 
-def _plain(values: list) -> bool:
-    """Whether any of `values` is an ordinary CPU tensor that is more than a scalar."""
-    return any(isinstance(a, torch.Tensor) and not isinstance(a, Relocated) and a.dim() > 0 for a in values)
+def _plain(values: list, scalars_allowed: bool) -> bool:
+    """Whether any of `values` is an ordinary CPU tensor (a 0-d one only counts where CUDA would not take
+    it as a scalar: outside elementwise operations)."""
+    return any(isinstance(a, torch.Tensor) and not isinstance(a, Relocated) and (a.dim() > 0 or not scalars_allowed)
+               for a in values)
 
 
-def _refuse_mixed_devices(name: str, args: tuple, flat: list) -> None:
+def _refuse_mixed_devices(func, args: tuple, flat: list) -> None:
     """Raise the error CUDA would raise for an operation that combines the two devices."""
+    name = func.name()
     if name in _COPIES:
         return
     if name in _INDEXING:
@@ -154,7 +159,7 @@ def _refuse_mixed_devices(name: str, args: tuple, flat: list) -> None:
             raise RuntimeError(f"indices should be either on cpu or on the same device as the indexed tensor "
                                f"(cpu) (in {name}; the second device stands in for a GPU)")
         flat = list(_leaves(args[2:]))  # the indices may stay on the CPU; the values may not
-    if _plain(flat):
+    if _plain(flat, scalars_allowed=torch.Tag.pointwise in func.tags or name in _TAKE_CPU_SCALARS):
         raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two devices, "
                            f"{DEVICE} and cpu! (in {name}; the second device stands in for a GPU)")
 

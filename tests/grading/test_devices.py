@@ -121,3 +121,30 @@ def test_checks_still_grade_after_a_real_cuda_device_side_assert():
 def test_check_raises_check_failed_for_a_hard_coded_gpu():
     with pytest.raises(CheckFailed, match="calls .cuda()"):
         check(_hard_coded_cuda, "ch1.layer_norm")
+
+
+def _gini_on_the_cpu(values):
+    x = values.abs().double().sort().values
+    n = x.shape[0]
+    i = torch.arange(1, n + 1, dtype=torch.float64)  # on the CPU whatever the input's device
+    return ((2 * i - n - 1) * x).sum().item() / (n * x.sum().item())
+
+
+def _layer_norm_back_to_the_cpu(x, w, b, eps=1e-5):
+    return LAYER_NORM.reference(x, w, b, eps).cpu()
+
+
+@pytest.mark.parametrize("exercise_id, fn, said", [
+    ("ch5.gini", _gini_on_the_cpu, "Expected all tensors to be on the same device"),
+    ("ch1.layer_norm", _layer_norm_back_to_the_cpu, "expected a tensor on GPU"),
+], ids=["a CPU tensor meets the input", "the result moved to the CPU"])
+def test_a_pass_on_the_cpu_that_would_fail_on_a_gpu_comes_with_a_note(exercise_id, fn, said, capsys):
+    check(fn, exercise_id)  # passes: the verdict is the CPU's, on every machine
+    out = capsys.readouterr().out
+    assert "passed" in out and "on a GPU" in out and said in out and "device=x.device" in out
+    assert "meta" not in out and "second_device.py" not in out  # the stand-in is not the learner's business
+
+
+def test_a_device_correct_function_gets_no_note(capsys):
+    check(LAYER_NORM.reference, "ch1.layer_norm")
+    assert "on a GPU" not in capsys.readouterr().out

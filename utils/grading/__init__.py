@@ -13,7 +13,7 @@ from collections.abc import Callable
 from . import hints as _hints
 from . import registry
 from .checker import Checker, grade
-from .devices import GRADING_DEVICE
+from .devices import GRADING_DEVICE, gpu_note
 from .feedback import CheckFailed, NotAttempted, Result
 from .guidance import reference_used, use_reference
 from .registry import Exercise, Mistake, exercise
@@ -35,6 +35,8 @@ def check(fn: Callable, exercise_id: str | None = None) -> None:
     result = grade(ex, fn, device=GRADING_DEVICE)
     if result.passed:
         print(result.summary() + _where_graded())
+        if note := gpu_note(ex, fn):
+            print(note)
         return
     _hints.show_hints(ex, already_shown=result.failure.hint)
     raise result.failure.with_traceback(None)

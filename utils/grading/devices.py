@@ -11,6 +11,7 @@ verdict and feedback on a laptop and on Colab's GPU runtime.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -84,3 +85,35 @@ def _device_of(value: Any) -> torch.device | None:
     if isinstance(value, int) and not isinstance(value, bool):  # x.to(0) means cuda:0
         return torch.device("cuda", value)
     return None
+
+
+# What a failed run on the stand-in GPU says when the function handles devices wrongly (anything else is
+# not this module's business: the CPU grading has already said what it had to say).
+_DEVICE_TROUBLE = ("same device", "device type for generator", "indices should be", "expected a tensor on",
+                   "to numpy", "asks for device", "calls .cuda()")
+
+
+PROBED_UP_TO = 10.0  # seconds of time limit: the default; heavier exercises are not probed
+
+
+def gpu_note(exercise, fn) -> str:
+    """After a pass on the CPU: '' if `fn` keeps to its inputs' device, else what would go wrong on a GPU.
+
+    The first case runs again with its inputs on `utils.second_device`'s stand-in for a GPU, the same on
+    every machine, so the note does not depend on whether there is a GPU (and starts no GPU work).
+    Exercises declared slow (a time limit above the default) skip it: it would double a long check."""
+    from utils.second_device import second_device
+
+    if exercise.timeout > PROBED_UP_TO:
+        return ""
+    from .checker import grade
+
+    with second_device() as gpu:
+        result = grade(exercise, fn, device=gpu, stop_after=1)
+    if result.passed or not any(t in result.failure.detail for t in _DEVICE_TROUBLE):
+        return ""
+    detail = re.sub(r"\bmeta\b", "GPU", result.failure.detail.replace("; the second device stands in for a GPU", "")
+                    .replace(" (the second device stands in for a GPU)", ""))
+    return (f"⚠ but with its inputs on a GPU (as in a notebook on Colab's GPU runtime) it would fail:\n"
+            + "\n".join("    " + line for line in detail.splitlines())
+            + f"\n  Hint: {HARD_CODED_HINT}")

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-_GRADER_DIRS = (str(Path(__file__).resolve().parent),)
+_GRADER_DIRS = (str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1] / "second_device.py"))
 
 
 class TimeLimitReached(BaseException):
