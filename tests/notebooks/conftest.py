@@ -42,6 +42,14 @@ NOTEBOOK_DEVICE = os.environ.get("COURSE_NOTEBOOK_DEVICE") or (
     "meta" if os.environ.get("COURSE_DEVICE", "cpu") == "cpu" else os.environ["COURSE_DEVICE"])
 
 
+def chapter_device(chapter: str) -> str:
+    """NOTEBOOK_DEVICE, except that a chapter whose notebooks never put a tensor on DEVICE skips the
+    stand-in (it would only slow them down; a real GPU is still used, as a learner's would be)."""
+    uses_device = any("DEVICE" in "".join(c.source for c in nbformat.read(p, as_version=4).cells[3:])
+                      for p in (pipeline.CHAPTERS / chapter).glob("*.ipynb"))
+    return NOTEBOOK_DEVICE if uses_device or NOTEBOOK_DEVICE != "meta" else "cpu"
+
+
 @dataclass
 class Executed:
     """One notebook after a full run: its cells with outputs, its probe values, all it printed."""
@@ -72,10 +80,10 @@ def results_module(chapter: str, stem: str):
         return None
 
 
-def nbgrader(*args: str, cwd: Path) -> None:
+def nbgrader(*args: str, cwd: Path, device: str = "cpu") -> None:
     # nbgrader runs `alembic` from PATH: put this interpreter's scripts first (venv not activated in CI)
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = kernel_env({"PATH": path, "COURSE_DEVICE": NOTEBOOK_DEVICE})
+    env = kernel_env({"PATH": path, "COURSE_DEVICE": device})
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args, f"--Execute.timeout={CELL_TIMEOUT}"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=4 * 3600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -119,7 +127,7 @@ def run_chapter(chapter: str, out: Path) -> ChapterRun:
             target = course / "submitted" / student / chapter / path.name
             target.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, target)
-    nbgrader("autograde", chapter, "--create", "--force", cwd=course)
+    nbgrader("autograde", chapter, "--create", "--force", cwd=course, device=chapter_device(chapter))
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
