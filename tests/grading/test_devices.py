@@ -25,6 +25,7 @@ LAYER_NORM = registry.get("ch1.layer_norm")
 ON_GPU = os.environ.get("COURSE_DEVICE") == "cuda"
 
 
+@pytest.mark.slow  # about 30 s in all, on the Python the main suite runs (not the 3.13 quick tier)
 @pytest.mark.parametrize("exercise_id", list(EXERCISES))
 def test_reference_passes_its_grader_with_inputs_on_a_second_device(exercise_id):
     exercise = EXERCISES[exercise_id]
