@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
 
 GRADING_DEVICE = torch.device("cpu")
 
@@ -46,20 +45,32 @@ class _StayOn(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        name = getattr(func, "__name__", str(func))
         if func is torch.Tensor.cuda:
             raise OtherDevice(f"your function calls .cuda(), but the check runs it on {self.where}", HARD_CODED_HINT)
-        wanted = [kwargs.get("device")] + (list(args[1:]) if func in self.MOVES else [])
-        for value in wanted:
-            device = _device_of(value)
-            if device is not None and device.type not in self.allowed:
-                raise OtherDevice(f"your function asks for device {str(device)!r} (in {name}), but the check runs "
-                                  f"it on {self.where}", HARD_CODED_HINT)
-        for value in tree_flatten((args, kwargs))[0]:
-            if isinstance(value, torch.Tensor) and value.device.type not in self.allowed:
-                raise OtherDevice(f"your function used a tensor on {value.device} that the check did not give it "
-                                  f"(in {name}); the check's inputs are on {self.where}", GLOBAL_HINT)
+        if kwargs.get("device") is not None:
+            self._refuse_device(kwargs["device"], func)
+        if func in self.MOVES:
+            for value in args[1:]:
+                self._refuse_device(value, func)
+        for value in (*args, *kwargs.values()):  # every op runs through here: kept cheap
+            if isinstance(value, torch.Tensor):
+                self._refuse_tensor(value, func)
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    if isinstance(item, torch.Tensor):
+                        self._refuse_tensor(item, func)
         return func(*args, **kwargs)
+
+    def _refuse_device(self, value: Any, func) -> None:
+        device = _device_of(value)
+        if device is not None and device.type not in self.allowed:
+            raise OtherDevice(f"your function asks for device {str(device)!r} (in {_name(func)}), but the check "
+                              f"runs it on {self.where}", HARD_CODED_HINT)
+
+    def _refuse_tensor(self, value: torch.Tensor, func) -> None:
+        if value.device.type not in self.allowed:
+            raise OtherDevice(f"your function used a tensor on {value.device} that the check did not give it "
+                              f"(in {_name(func)}); the check's inputs are on {self.where}", GLOBAL_HINT)
 
     @property
     def where(self) -> str:
@@ -72,6 +83,10 @@ def stay_on(device: torch.device | str) -> Iterator[None]:
     work starts there."""
     with _StayOn(torch.device(device)):
         yield
+
+
+def _name(func) -> str:
+    return getattr(func, "__name__", str(func))
 
 
 def _device_of(value: Any) -> torch.device | None:
