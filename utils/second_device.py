@@ -80,16 +80,16 @@ class Relocated(torch.Tensor):
                         "tensor to host memory first.")
 
 
-def _leaves(value: Any) -> Iterator[Any]:
-    """Everything inside an operator's arguments (they nest only in lists, tuples and dicts)."""
-    if isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _leaves(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _leaves(v)
-    else:
-        yield value
+def _leaves(args: tuple | list, kwargs: dict | None = None) -> list:
+    """Everything inside an operator's arguments: they nest one level at most (a list of tensors).
+    Every operation on the device comes through here, so it is a plain loop."""
+    out = []
+    for value in (*args, *kwargs.values()) if kwargs else args:
+        if type(value) in (list, tuple):
+            out.extend(value)
+        else:
+            out.append(value)
+    return out
 
 
 def tree_map(fn, value: Any) -> Any:
@@ -114,6 +114,10 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
+def _unwrapped(args: tuple | list) -> list:
+    return [[_unwrap(v) for v in a] if type(a) in (list, tuple) else _unwrap(a) for a in args]
+
+
 def _targets_device(kwargs: dict) -> bool:
     device = kwargs.get("device")
     return device is not None and torch.device(device).type == DEVICE.type
@@ -121,8 +125,8 @@ def _targets_device(kwargs: dict) -> bool:
 
 def _run(func, args: tuple, kwargs: dict) -> Any:
     """Run `func` on the CPU tensors inside, refusing to mix devices, and relocate what it returns."""
-    flat = list(_leaves((args, kwargs)))
-    if any(isinstance(a, torch.Tensor) and not isinstance(a, Relocated) and a.device.type == DEVICE.type
+    flat = _leaves(args, kwargs)
+    if any(type(a) is torch.Tensor and a.device.type == DEVICE.type
            for a in flat):
         raise NotImplementedError(f"{func.name()} got a tensor built on the meta device behind the second "
                                   "device's back, so it has no values: teach utils/second_device.py that route")
@@ -131,7 +135,7 @@ def _run(func, args: tuple, kwargs: dict) -> Any:
     to_cpu = "device" in kwargs and kwargs["device"] is not None and torch.device(kwargs["device"]).type == "cpu"
     moving_here = _targets_device(kwargs)
     inners = {id(a.inner): a for a in flat if isinstance(a, Relocated)}
-    out = func(*tree_map(_unwrap, args), **tree_map(_unwrap, kwargs))
+    out = func(*_unwrapped(args), **{k: _unwrap(v) for k, v in kwargs.items()})
     if to_cpu or (not moving_here and not inners):
         return out
     def relocated(o: Any) -> Any:
@@ -158,7 +162,7 @@ def _refuse_mixed_devices(func, args: tuple, flat: list) -> None:
         if not isinstance(args[0], Relocated):
             raise RuntimeError(f"indices should be either on cpu or on the same device as the indexed tensor "
                                f"(cpu) (in {name}; the second device stands in for a GPU)")
-        flat = list(_leaves(args[2:]))  # the indices may stay on the CPU; the values may not
+        flat = _leaves(args[2:])  # the indices may stay on the CPU; the values may not
     if _plain(flat, scalars_allowed=torch.Tag.pointwise in func.tags or name in _TAKE_CPU_SCALARS):
         raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two devices, "
                            f"{DEVICE} and cpu! (in {name}; the second device stands in for a GPU)")
@@ -169,7 +173,7 @@ class _CreateOnDevice(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        flat = list(_leaves((args, kwargs)))
+        flat = _leaves(args, kwargs)
         if _targets_device(kwargs) or any(isinstance(a, Relocated) for a in flat):
             return _run(func, args, kwargs)
         return func(*args, **kwargs)
