@@ -259,6 +259,25 @@ def head_direct_effects(model, cache, answers: Tensor) -> Float[Tensor, "n_layer
     return torch.stack(rows)
 
 
+# -- where the model breaks (section 7) ----------------------------------------------------------------
+
+def frame_scores(model, tokens: Int[Tensor, "batch pos"], answers: Int[Tensor, "batch 2"],
+                 roles: dict[str, Int[Tensor, " batch"]], heads: list[tuple[int, int]]) -> dict[str, float]:
+    """How well the model does on one sentence frame, and where `heads` look from the last position.
+
+    'accuracy': the fraction of prompts whose correct name out-scores the wrong one at the last
+    position (the two-way choice the logit difference measures, so 0.5 is chance). Then one entry per
+    role (`roles[role][b]` is where that name sits in prompt b): the attention from the last position to
+    it, averaged over prompts and over `heads` (each a (layer, head))."""
+    logits, cache = model.run_with_cache(tokens)
+    scores = {"accuracy": (logit_diff(logits, answers) > 0).float().mean().item()}
+    rows = torch.arange(tokens.shape[0], device=tokens.device)  # pairs prompt b with its own position
+    for role, positions in roles.items():
+        attention = [cache[f"blocks.{layer}.attn.hook_pattern"][rows, head, -1, positions] for layer, head in heads]
+        scores[role] = torch.stack(attention).mean().item()
+    return scores
+
+
 # -- 7. is the circuit right? ---------------------------------------------------------------------------
 
 def circuit_logit_diff(model, tokens: Tensor, answers: Tensor, circuit: list[tuple[int, int]],

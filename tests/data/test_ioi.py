@@ -82,3 +82,19 @@ def test_tokenizer_round_trips():
     text = "When Mary and John went to the store, John gave a drink to"
     assert tok.decode(tok.encode(text)[1:]) == text
     assert len(set(tok.words)) == tok.d_vocab
+
+
+@pytest.mark.parametrize("frame", list(ioi.FRAMES))
+def test_a_frame_batch_puts_each_role_on_its_name(frame):
+    batch = ioi.frame_batch(frame, 50, generator=torch.Generator().manual_seed(0))
+    rows = torch.arange(len(batch))
+    assert torch.equal(batch.tokens[rows, batch.roles["IO"]], batch.io)
+    assert torch.equal(batch.tokens[rows, batch.roles["S1"]], batch.s)
+    if "S2" in batch.roles:
+        assert torch.equal(batch.tokens[rows, batch.roles["S2"]], batch.s)
+        assert (batch.roles["S2"] > batch.roles["S1"]).all()
+    group = ioi.FRAMES[frame][0]
+    assert ("S2" in batch.roles) == (group != "S, IO") and ("X" in batch.roles) == (group == "new name after S2")
+    last_name = torch.stack(list(batch.roles.values())).max(0).values
+    assert torch.equal(last_name == batch.roles["IO"], torch.full((len(batch),), group in ("S, S, IO", "S, IO")))
+    assert batch.tokens.shape[1] <= ioi.MAX_LEN and (batch.tokens[:, -1] == ioi.WordTokenizer().index["to"]).all()

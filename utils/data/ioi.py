@@ -283,3 +283,82 @@ def gpt2_batch(model, prompts=GPT2_PROMPTS) -> IOIBatch:
     io_pos, s1_pos, s2_pos, end = torch.tensor(positions).T
     return IOIBatch(torch.stack(clean), torch.stack(corrupt), torch.tensor(ios), torch.tensor(ss),
                     torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long), io_pos, s1_pos, s2_pos, end)
+
+
+# -- sentence frames the model never trained on: where does it generalise? ------------------------------
+#
+# Each frame is one fixed template, so every prompt has the same length and its last word is the end.
+# Slots: {A} {B} the first clause's two names (IO and S, in either order, as in the training layouts);
+# {IO} and {S} a name in a fixed role; {X} a third name that is neither answer; {P} a place; {O} an object.
+# The right answer is always IO, the wrong one S. Frames are grouped by where the names sit, which is
+# what decides whether `ioi_3l` copes (4.1, section 7).
+FRAMES = {
+    # IO comes before the subject's last mention, as in training, but in clauses the model never saw
+    "passive": ("S last", "{A} and {B} went to the {P} . The {O} was handed by {S} to"),
+    "three clauses": ("S last", "{A} and {B} went to the {P} . The {P} was busy . Later that day , {S} gave a {O} to"),
+    "long gap": ("S last", "{A} met {B} at the {P} . It was a warm day . The {P} was busy . One morning , "
+                           "{S} quickly gave the {O} to"),
+    "words after S2": ("S last", "When {A} and {B} went to the {P} , {S} , well , so , gave a {O} to"),
+    "IO alone first": ("S last", "{IO} was at the {P} . Later , {S} walked into the {P} and {S} gave a {O} to"),
+    # a new, unrepeated name after S2: the last name is no longer the subject
+    "S and X": ("new name after S2", "When {A} and {B} went to the {P} , {S} and {X} gave a {O} to"),
+    "S with X": ("new name after S2", "When {A} and {B} went to the {P} , {S} was with {X} and gave a {O} to"),
+    # IO is the last name, after a repeated subject: [S, S, IO]
+    "S, S met IO": ("S, S, IO", "{S} went to the {P} . {S} met {IO} and gave a {O} to"),
+    "S, S saw IO": ("S, S, IO", "When {S} went to the {P} , {S} saw {IO} and then gave the {O} to"),
+    "S, S with IO": ("S, S, IO", "{S} was at the {P} . Later , {S} was with {IO} and passed a {O} to"),
+    # IO is the last name and nothing is repeated: [S, IO]
+    "S met IO": ("S, IO", "{S} met {IO} at the {P} and gave a {O} to"),
+    "S with IO": ("S, IO", "{S} was with {IO} at the {P} and then gave the {O} to"),
+    "S saw IO": ("S, IO", "At the {P} , {S} saw {IO} and quickly passed a {O} to"),
+}
+
+
+@dataclass
+class FrameBatch:
+    """Prompts of one frame (same length, no padding), their answers, and where each name sits."""
+
+    tokens: Int[Tensor, "batch pos"]
+    io: Int[Tensor, " batch"]
+    s: Int[Tensor, " batch"]
+    # role -> position in each prompt: "IO" (its first mention), "S1" and "S2" (the subject's first and
+    # last mention; "S2" only where it is repeated), "X" (the third name, where there is one)
+    roles: dict[str, Int[Tensor, " batch"]]
+
+    @property
+    def answers(self) -> Int[Tensor, "batch 2"]:
+        return torch.stack([self.io, self.s], dim=1)
+
+    def __len__(self) -> int:
+        return len(self.io)
+
+
+def frame_batch(frame: str, n: int, generator: torch.Generator | None = None,
+                tokenizer: WordTokenizer | None = None) -> FrameBatch:
+    """`n` prompts of `FRAMES[frame]` with held-out (IO, S) name pairs and both first-clause name orders."""
+    tok = tokenizer or WordTokenizer()
+    template = ["BOS"] + FRAMES[frame][1].split()
+    rows, ios, ss, roles = [], [], [], []
+    while len(rows) < n:
+        i, j, k = torch.randperm(len(NAMES), generator=generator)[:3].tolist()
+        if not _pair_is_held_out(i, j):
+            continue
+        place = PLACES[int(torch.randint(len(PLACES), (1,), generator=generator))]
+        obj = OBJECTS[int(torch.randint(len(OBJECTS), (1,), generator=generator))]
+        io, s, x = NAMES[i], NAMES[j], NAMES[k]
+        abba = int(torch.randint(2, (1,), generator=generator))
+        slots = {"{A}": s if abba else io, "{B}": io if abba else s, "{IO}": io, "{S}": s, "{X}": x,
+                 "{P}": place, "{O}": obj}
+        words = [slots.get(w, w) for w in template]
+        rows.append([tok.bos_token_id] + [tok.index[w] for w in words[1:]])
+        ios.append(tok.index[io])
+        ss.append(tok.index[s])
+        s_at = [p for p, w in enumerate(words) if w == s]
+        where = {"IO": words.index(io), "S1": s_at[0]}
+        if len(s_at) > 1:
+            where["S2"] = s_at[-1]
+        if x in words:
+            where["X"] = words.index(x)
+        roles.append(where)
+    return FrameBatch(torch.tensor(rows), torch.tensor(ios), torch.tensor(ss),
+                      {role: torch.tensor([r[role] for r in roles]) for role in roles[0]})

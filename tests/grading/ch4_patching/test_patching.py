@@ -616,3 +616,63 @@ MORE_AUDIT_VARIANTS = {
 }
 for _id, _variants in MORE_AUDIT_VARIANTS.items():
     VARIANTS[_id] = VARIANTS[_id] + _variants
+
+
+# -- frame_scores ---------------------------------------------------------------------------------------
+
+
+def _fs(model, tokens, answers, roles, heads, *, broadcast=False, top1=False, swapped=False, sum_heads=False):
+    logits, cache = model.run_with_cache(tokens)
+    last = logits[:, -1]
+    if top1:
+        accuracy = (last.argmax(-1) == answers[:, 0]).float().mean().item()
+    else:
+        accuracy = (ref.logit_diff(logits, answers) > 0).float().mean().item()
+    out = {"accuracy": accuracy}
+    for role, pos in roles.items():
+        values = []
+        for layer, head in heads:
+            pattern = cache[f"blocks.{layer}.attn.hook_pattern"]
+            if broadcast:
+                values.append(pattern[:, head, -1, pos].mean())
+            elif swapped:
+                values.append(pattern[torch.arange(len(tokens)), head, pos, -1].mean())
+            else:
+                values.append(pattern[torch.arange(len(tokens)), head, -1, pos].mean())
+        out[role] = float(sum(values)) if sum_heads else float(sum(values) / len(values))
+    return out
+
+
+def _fs_gather(model, tokens, answers, roles, heads):
+    logits, cache = model.run_with_cache(tokens)
+    last = logits[:, -1]
+    correct, wrong = last.gather(1, answers[:, :1]), last.gather(1, answers[:, 1:])
+    out = {"accuracy": (correct > wrong).float().mean().item()}
+    patterns = torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][:, h, -1] for l, h in heads], dim=1)  # [b, heads, key]
+    for role, pos in roles.items():
+        index = pos[:, None, None].expand(-1, len(heads), 1)
+        out[role] = patterns.gather(2, index).mean().item()
+    return out
+
+
+def _fs_loop(model, tokens, answers, roles, heads):
+    logits, cache = model.run_with_cache(tokens)
+    diffs = ref.logit_diff(logits, answers)
+    out = {"accuracy": sum(float(d) > 0 for d in diffs) / len(diffs)}
+    for role, pos in roles.items():
+        total = 0.0
+        for layer, head in heads:
+            for b in range(len(tokens)):
+                total += cache[f"blocks.{layer}.attn.hook_pattern"][b, head, -1, pos[b]].item()
+        out[role] = total / (len(heads) * len(tokens))
+    return out
+
+
+VARIANTS["ch4.frame_scores"] = [
+    Wrong("pattern[:, head, -1, pos]", partial(_fs, broadcast=True), mistake="every prompt with every position"),
+    Wrong("top-1 accuracy", partial(_fs, top1=True), mistake="top-1 over the vocabulary"),
+    Wrong("attention from the name to the end", partial(_fs, swapped=True), mistake="query and key swapped"),
+    Wrong("heads summed", partial(_fs, sum_heads=True), mistake="summed over heads"),
+    Right("gather", _fs_gather),
+    Right("loops over prompts", _fs_loop),
+]

@@ -57,6 +57,8 @@ READ = {
     "n_heads_total": "n_layers * n_heads",
     "ablation_at_worst": "{k: v[worst].item() for k, v in ablation_drop.items()}",
     "worst_head": "list(worst)",
+    "frames": "{f: {'group': g, **s} for f, (g, s) in frame_table.items()}",
+    "batch_movers_ld": "batch_movers_ld",
 }
 
 
@@ -123,8 +125,42 @@ def test_head_classes_are_the_ones_the_notebook_names(values):
     assert max(p["S2→S1"] for p in profiles.values()) < 0.15 and max(p["S2→S1+1"] for p in profiles.values()) < 0.2
 
 
-def test_s2_movers_find_s2_as_the_last_name_not_the_repeated_one(values):
+def test_s2_movers_do_not_need_s2_to_be_repeated(values):
     assert min(values["abc_attention"]) > 0.9
+
+
+def _near(value: float, stated: float, tolerance: float) -> bool:
+    return abs(value - stated) <= tolerance
+
+
+def test_where_the_model_breaks_is_what_section_7_reports(values):
+    """The frames' answer and the prose after the table: each stated figure, within its rounding (and a
+    prompt or two either way, for the GPU tier)."""
+    frames = values["frames"]
+    group = {name: [s for s in frames.values() if s["group"] == name]
+             for name in ("S last", "new name after S2", "S, S, IO", "S, IO")}
+    assert len(frames) == 13 and [len(g) for g in group.values()] == [5, 2, 3, 3]
+    assert _near(values["batch_movers_ld"], 5, 0.5)
+    for s in group["S last"]:  # "100%", "almost all their attention on the subject's mentions", "about 5"
+        assert s["accuracy"] >= 0.995 and s.get("S1", 0) + s["S2"] > 0.9 and _near(s["movers_ld"], 5, 0.5), s
+    accuracy = sorted(s["accuracy"] for s in group["new name after S2"])  # "91-93%"
+    assert _near(accuracy[0], 0.91, 0.01) and _near(accuracy[-1], 0.93, 0.01)
+    for s in group["new name after S2"]:  # "about 0.7 to 0.3", "about 3.8"
+        assert _near(s["S2"], 0.7, 0.05) and _near(s["X"], 0.3, 0.05) and _near(s["movers_ld"], 3.8, 0.1), s
+    s_s_io = group["S, S, IO"]  # "48-77%", S2 "0.62-0.85", IO "0.14-0.38", push "0.2-2.2"
+    for key, low, high, tolerance in (("accuracy", 0.48, 0.77, 0.01), ("S2", 0.62, 0.85, 0.01),
+                                      ("IO", 0.14, 0.38, 0.01), ("movers_ld", 0.2, 2.2, 0.06)):
+        got = sorted(s[key] for s in s_s_io)
+        assert _near(got[0], low, tolerance) and _near(got[-1], high, tolerance), (key, got)
+    assert all(s["S2"] > s["IO"] for s in s_s_io), "the movers still read S2"
+    assert max(s_s_io, key=lambda s: s["accuracy"]) is min(s_s_io, key=lambda s: s["IO"]), \
+        "the less attention leaks onto IO, the better the frame"
+    s_io = group["S, IO"]  # "27-45%", elsewhere "0.65-0.96", IO "up to 0.33", push "zero or negative"
+    for key, low, high in (("accuracy", 0.27, 0.45), ("elsewhere", 0.65, 0.96)):
+        got = sorted(s[key] for s in s_io)
+        assert _near(got[0], low, 0.01) and _near(got[-1], high, 0.01), (key, got)
+    assert _near(max(s["IO"] for s in s_io), 0.33, 0.01)
+    assert all(s["movers_ld"] < 0.01 for s in s_io)
 
 
 def test_the_presented_circuit_is_faithful(values):

@@ -735,6 +735,80 @@ def test_head_direct_effects(check):
     check.case("clean run", model, clean_cache, answers, mistakes=mistakes)
 
 
+# -- where the model breaks (section 7) -----------------------------------------------------------------
+
+def _frame_variant(*, top1=False, count=False, every_pair=False, key_query=False, every_query=False,
+                   head_sum=False):
+    """frame_scores with one learner mistake switched on."""
+    def variant(model, tokens, answers, roles, heads):
+        with torch.no_grad():
+            logits, cache = model.run_with_cache(tokens)
+        if top1:
+            right = logits[:, -1].argmax(-1) == answers[:, 0]
+        else:
+            right = ref.logit_diff(logits, answers) > 0
+        out = {"accuracy": (right.float().sum() if count else right.float().mean()).item()}
+        rows = torch.arange(tokens.shape[0], device=tokens.device)
+        for role, pos in roles.items():
+            per_head = []
+            for layer, head in heads:
+                pattern = cache[f"blocks.{layer}.attn.hook_pattern"][:, head]
+                if every_pair:
+                    per_head.append(pattern[:, -1, pos])  # [batch, batch]: every prompt with every position
+                elif key_query:
+                    per_head.append(pattern[rows, pos, -1])
+                elif every_query:
+                    per_head.append(pattern[rows, :, pos])
+                else:
+                    per_head.append(pattern[rows, -1, pos])
+            stacked = torch.stack(per_head)
+            out[role] = (stacked.mean(tuple(range(1, stacked.ndim))).sum() if head_sum else stacked.mean()).item()
+        return out
+    return variant
+
+
+def _frame_inputs(check, batch: int = 6):
+    """Prompts with the roles at different positions in different prompts (as both name orders give)."""
+    tokens = check.randint(12, batch, N_POS + 1)
+    answers = torch.stack([tokens[:, 1], (tokens[:, 1] + 1 + check.randint(10, batch)) % 12], dim=1)
+    order = torch.stack([torch.randperm(N_POS - 1, generator=check.rng)[:3] + 1 for _ in range(batch)])
+    roles = {"IO": order[:, 0], "S1": order[:, 1], "S2": order[:, 2]}
+    return tokens, answers, roles
+
+
+@exercise(difficulty=2, minutes=15, atol=1e-5, hints=[
+    "One run_with_cache; accuracy is (logit_diff(logits, answers) > 0), averaged over prompts.",
+    "For one head, `cache[f'blocks.{layer}.attn.hook_pattern'][:, head]` is [batch, query, key]: take the "
+    "query at -1 and, in row b, the key at `positions[b]`.",
+    "Pair each prompt with its own position: `rows = torch.arange(batch)`, then `pattern[rows, head, -1, "
+    "positions]` is [batch]. Stack one of those per head and take .mean().item().",
+])
+def test_frame_scores(check):
+    mistakes = [
+        Mistake("every prompt with every position", "`pattern[:, head, -1, positions]` pairs every prompt with "
+                "every prompt's position ([batch, batch]); pair prompt b with positions[b] only: index the batch "
+                "axis with torch.arange(batch) as well.", _frame_variant(every_pair=True)),
+        Mistake("top-1 over the vocabulary", "Accuracy here is the two-way choice the logit difference makes: "
+                "does the correct name out-score the wrong one (logit_diff > 0)? Whether it is the top token "
+                "of the whole vocabulary is a different question.", _frame_variant(top1=True)),
+        Mistake("query and key swapped", "The pattern is [batch, head, query, key]: attention *from* the last "
+                "position is the query index -1, *to* the name the key index. From a name to the end it is 0 "
+                "(the model is causal).", _frame_variant(key_query=True)),
+        Mistake("every query position", "Only the last position's attention matters (that is where the answer "
+                "is read): query index -1, not an average over all queries.", _frame_variant(every_query=True)),
+        Mistake("summed over heads", "Average over the heads as well as the prompts, so the value stays a "
+                "fraction of one head's attention.", _frame_variant(head_sum=True)),
+        Mistake("count, not fraction", "Accuracy is a fraction of the prompts: .mean(), not .sum().",
+                _frame_variant(count=True)),
+    ]
+    model = _model(check)
+    tokens, answers, roles = _frame_inputs(check)
+    check.case("three roles, two heads", model, tokens, answers, roles, [(1, 0), (2, 1)], mistakes=mistakes)
+    tokens, answers, roles = _frame_inputs(check, batch=4)
+    check.case("one role, three heads", model, tokens, answers, {"X": roles["S2"]}, [(0, 1), (1, 1), (2, 0)],
+               mistakes=mistakes)
+
+
 # -- 7. is the circuit right? -------------------------------------------------------------------------
 
 def _circuit_variant(*, inverted=False, zero=False, dims=(0,)):
