@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.grading.variants import Right, Wrong, test_variant_is_graded_as_expected  # noqa: F401 (runs VARIANTS)
+from utils.data import othello
 
 # -- to_mine_theirs ---------------------------------------------------------------------------
 
@@ -80,6 +81,21 @@ def _t1_tensor(logits, legal):
     return hit[legal.any(-1)].float().mean()
 
 
+def _t1_per_game(logits, legal):
+    best = logits.argmax(dim=-1)
+    hit = legal.gather(-1, best.unsqueeze(-1)).squeeze(-1).float()
+    has_move = legal.any(-1)
+    rates = [hit[g][has_move[g]].mean() for g in range(len(hit)) if has_move[g].any()]
+    return torch.stack(rates).mean().item()
+
+
+def _t1_masked_first(logits, legal):
+    keep = legal.any(-1)
+    rows, legal_rows = logits[keep], legal[keep]
+    picked = legal_rows[torch.arange(len(rows), device=rows.device), rows.argmax(-1)]
+    return picked.float().mean().item()
+
+
 def _t1_one_hot(logits, legal):
     pick = F.one_hot(logits.argmax(-1), logits.shape[-1]).bool()
     hits = (pick & legal).any(-1)
@@ -123,6 +139,10 @@ def _loss_square_softmax(logits, labels):
     return -logp.gather(2, labels.unsqueeze(2)).mean()
 
 
+def _loss_class_axis_last(logits, labels):
+    return F.cross_entropy(logits, labels)
+
+
 def _loss_permute(logits, labels):
     return F.cross_entropy(logits.permute(0, 2, 1), labels)
 
@@ -151,7 +171,9 @@ def _acc_loop(logits, labels):
 # -- train_probe -----------------------------------------------------------------------------
 
 
-def _tp(resid, labels, n_classes=3, steps=200, lr=0.05, *, step=True, detach=True, grad_on_resid=False):
+def _tp(resid, labels, n_classes=3, steps=200, lr=0.05, *, step=True, detach=True, detach_resid=True):
+    if detach_resid:
+        resid = resid.detach()
     W = torch.zeros(resid.shape[1], labels.shape[1], n_classes, requires_grad=True)
     b = torch.zeros(labels.shape[1], n_classes, requires_grad=True)
     opt = torch.optim.Adam([W, b], lr=lr)
@@ -175,6 +197,46 @@ def _tp_not_detached(resid, labels, n_classes=3, steps=200, lr=0.05):
 
 def _tp_few_steps(resid, labels, n_classes=3, steps=200, lr=0.05):
     return _tp(resid, labels, n_classes, 3, lr)
+
+
+def _tp_resid_attached(resid, labels, n_classes=3, steps=200, lr=0.05):
+    return _tp(resid, labels, n_classes, steps, lr, detach_resid=False)
+
+
+def _tp_steps_minus_one(resid, labels, n_classes=3, steps=200, lr=0.05):
+    return _tp(resid, labels, n_classes, steps - 1, lr)
+
+
+def _tp_standardised(resid, labels, n_classes=3, steps=200, lr=0.05):
+    resid = resid.detach()
+    return _tp((resid - resid.mean(0)) / resid.std(0), labels, n_classes, steps, lr)
+
+
+def _tp_small_random_start(resid, labels, n_classes=3, steps=200, lr=0.05):
+    resid = resid.detach()
+    W = (0.01 * torch.randn(resid.shape[1], labels.shape[1], n_classes)).requires_grad_()
+    b = (0.01 * torch.randn(labels.shape[1], n_classes)).requires_grad_()
+    opt = torch.optim.Adam([W, b], lr=lr)
+    for _ in range(steps):
+        loss = F.cross_entropy((torch.einsum("nd,dsc->nsc", resid, W) + b).reshape(-1, n_classes), labels.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return W.detach(), b.detach()
+
+
+def _tp_parameters(resid, labels, n_classes=3, steps=200, lr=0.05):
+    data = resid.detach().clone()
+    W = torch.nn.Parameter(torch.zeros(data.shape[1], labels.shape[1], n_classes))
+    b = torch.nn.Parameter(torch.zeros(labels.shape[1], n_classes))
+    opt = torch.optim.Adam([W, b], lr=lr)
+    for _ in range(steps):
+        logits = einops.einsum(data, W, "n d, d s c -> n s c") + b
+        loss = F.cross_entropy(logits.permute(0, 2, 1), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return W.detach(), b.detach()
 
 
 def _tp_fixed_bias(resid, labels, n_classes=3, steps=200, lr=0.05):
@@ -220,6 +282,7 @@ def _tp_grad_on_resid(resid, labels, n_classes=3, steps=200, lr=0.05):
 
 
 def _tp_sum_over_squares(resid, labels, n_classes=3, steps=200, lr=0.05):
+    resid = resid.detach()
     W = torch.zeros(resid.shape[1], labels.shape[1], n_classes, requires_grad=True)
     b = torch.zeros(labels.shape[1], n_classes, requires_grad=True)
     opt = torch.optim.Adam([W, b], lr=lr)
@@ -245,6 +308,7 @@ def _tp_sgd(resid, labels, n_classes=3, steps=200, lr=0.05):
 
 
 def _tp_module(resid, labels, n_classes=3, steps=200, lr=0.05):
+    resid = resid.detach()
     linear = torch.nn.Linear(resid.shape[1], labels.shape[1] * n_classes)
     torch.nn.init.zeros_(linear.weight)
     torch.nn.init.zeros_(linear.bias)
@@ -283,6 +347,10 @@ def _cl_roll(moves, table):
 
 def _cl_zero_first(moves, table):
     return table[_prev(moves, 0), moves]
+
+
+def _cl_pad_constant(moves, table):
+    return table[_prev(moves, othello.PAD), moves]
 
 
 def _cl_loop(moves, table):
@@ -451,6 +519,29 @@ def _tn_ascending(logits, legal):
 def _tn_threshold(logits, legal):
     n = legal.sum(-1, keepdim=True).clamp(min=1)
     return ((logits.softmax(-1) > 1.0 / n) & ~legal).sum(-1)
+
+
+def _tn_fraction(logits, legal):
+    rank = logits.argsort(-1, descending=True).argsort(-1)
+    n = legal.sum(-1, keepdim=True)
+    return ((rank < n) & ~legal).sum(-1) / n.squeeze(-1)
+
+
+def _tn_fraction_mean(logits, legal):
+    rank = logits.argsort(-1, descending=True).argsort(-1)
+    return ((rank < legal.sum(-1, keepdim=True)) & ~legal).float().mean(-1)
+
+
+def _tn_legal_counted(logits, legal):
+    rank = logits.argsort(-1, descending=True).argsort(-1)
+    return ((rank < legal.sum(-1, keepdim=True)) & legal).sum(-1)
+
+
+def _tn_topk_mask(logits, legal):
+    n = legal.sum(-1)
+    order = logits.argsort(-1, descending=True)
+    top = torch.zeros_like(legal).scatter(-1, order, torch.arange(logits.shape[-1]).expand_as(order) < n[..., None])
+    return (top & ~legal).sum(-1)
 
 
 def _tn_missing_legal(logits, legal):
@@ -733,6 +824,8 @@ VARIANTS = {
         Wrong("finished positions counted", _t1_all_positions, mistake="finished positions counted"),
         Wrong("probability mass on legal moves", _t1_mass, mistake="probability on legal moves"),
         Wrong("returns a tensor", _t1_tensor, hint_contains=".item()"),
+        Wrong("averaged per game, then over games", _t1_per_game, mistake="averaged per game"),
+        Right("positions with a move selected first", _t1_masked_first),
         Right("one-hot of the argmax", _t1_one_hot),
     ],
     "ch6.probe_logits": [
@@ -745,6 +838,8 @@ VARIANTS = {
         Wrong("sum over squares", _loss_sum_squares, mistake="summed over squares"),
         Wrong("nll_loss on raw logits", _loss_nll_raw, mistake="no log-softmax"),
         Wrong("log_softmax over squares", _loss_square_softmax, mistake="softmax over squares"),
+        Wrong("F.cross_entropy with the class axis last", _loss_class_axis_last, mistake="class axis not moved",
+              status="error"),
         Right("cross_entropy with the class axis second", _loss_permute),
         Right("log_softmax and gather", _loss_manual),
     ],
@@ -759,22 +854,28 @@ VARIANTS = {
     "ch6.train_probe": [
         Wrong("optimizer.step() forgotten", _tp_no_step, mistake="untrained"),
         Wrong("W and b returned with their graph", _tp_not_detached, mistake="not detached"),
-        Wrong("3 steps instead of `steps`", _tp_few_steps, mistake="undertrained"),
+        Wrong("3 steps whatever `steps` says", _tp_few_steps, mistake="steps ignored"),
         Wrong("plain SGD at the same lr", _tp_sgd, mistake="undertrained"),
         Wrong("the bias left out of the optimizer", _tp_fixed_bias, mistake="bias not trained"),
-        Wrong("random initial weights", _tp_random_init, mistake="another recipe"),
+        Wrong("random initial weights", _tp_random_init, mistake="random start"),
+        Wrong("a small random start", _tp_small_random_start, mistake="random start"),
+        Wrong("residuals standardised before training", _tp_standardised, mistake="standardised residuals"),
+        Wrong("residuals not detached (resid.grad filled in)", _tp_resid_attached, mistake="residuals not detached"),
+        Wrong("steps - 1 steps", _tp_steps_minus_one, mistake="one step short"),
         Wrong("half the steps", _tp_half_steps, mistake="another recipe"),
         Wrong("three times the lr", _tp_triple_lr, mistake="another recipe"),
         Wrong("n_classes ignored", _tp_three_classes),
         Wrong("requires_grad_ on the residuals", _tp_grad_on_resid, mistake="residuals trained"),
         Right("an nn.Linear with zero init", _tp_module),
         Right("the loss summed over squares (Adam does not mind the scale)", _tp_sum_over_squares),
+        Right("nn.Parameter and a detached copy of the residuals", _tp_parameters),
     ],
     "ch6.control_labels": [
         Wrong("previous and current swapped", _cl_swapped, mistake="previous and current swapped"),
         Wrong("the move itself twice", _cl_unshifted, mistake="not shifted"),
         Wrong("torch.roll", _cl_roll, mistake="wrapped around"),
         Wrong("square 0 before the first move", _cl_zero_first, mistake="0 before the first move"),
+        Wrong("othello.PAD instead of table.shape[0] - 1", _cl_pad_constant, mistake="othello.PAD hard-coded"),
         Right("a loop", _cl_loop),
         Right("F.pad", _cl_pad),
     ],
@@ -809,6 +910,10 @@ VARIANTS = {
         Wrong("top 1 only", _tn_top1, mistake="top 1 only"),
         Wrong("ascending ranks", _tn_ascending, mistake="least likely first"),
         Wrong("probability above 1/N", _tn_threshold, mistake="probability threshold"),
+        Wrong("the fraction of the top N that is illegal", _tn_fraction, mistake="a fraction, not a count"),
+        Wrong("the mean over squares", _tn_fraction_mean, mistake="a fraction, not a count"),
+        Wrong("legal moves in the top N counted", _tn_legal_counted, mistake="legal moves counted"),
+        Right("a top-N mask scattered from argsort", _tn_topk_mask),
         Right("legal moves missing from the top N (the same count)", _tn_missing_legal),
         Right("a loop with topk", _tn_loop),
     ],

@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from solutions.ch6_linear_representations import linear_representations as ref
+from utils.data import othello
 from utils.grading import Mistake, exercise
+from utils.grading.feedback import LearnerError
 from utils.grading.models import clean_up, hooks_left, tiny_model
 from utils.grading.safety import fresh
 
@@ -118,10 +120,20 @@ def test_top1_legal_rate(check):
         p = logits.softmax(dim=-1)
         return (p * legal)[legal.any(-1)].sum(-1).mean().item()
 
+    def per_game(logits, legal):
+        has_move = legal.any(dim=-1)
+        hit = legal.gather(-1, logits.argmax(dim=-1)[..., None])[..., 0] & has_move
+        rates = hit.sum(-1) / has_move.sum(-1)
+        return rates[has_move.any(-1)].float().mean().item()
+
     mistakes = [
         Mistake("finished positions counted",
                 "Leave out the positions with no legal move (the game is over): no prediction can be right "
                 "there, and they would pull the rate down.", every_position),
+        Mistake("averaged per game",
+                "You averaged within each game, then over games, so a short game counts as much as a long one. "
+                "Pool the positions instead: the rate is the number of legal top moves over the number of "
+                "positions with a legal move, across all games at once.", per_game),
         Mistake("probability on legal moves",
                 "Count how often the *top* prediction (argmax) is legal, not the probability the model puts "
                 "on legal moves.", legal_mass),
@@ -175,7 +187,17 @@ def test_probe_loss(check):
                 "The softmax runs over the classes of one square (the last axis), not over the squares.",
                 lambda lo, la: -lo.log_softmax(dim=1).gather(-1, la[..., None]).mean()),
     ]
-    check.case("10 samples", check.randn(10, N_SQUARES, 3), check.randint(3, 10, N_SQUARES), mistakes=mistakes)
+    try:
+        check.case("10 samples", check.randn(10, N_SQUARES, 3), check.randint(3, 10, N_SQUARES), mistakes=mistakes)
+    except LearnerError as error:
+        if "Expected target size" not in error.detail:
+            raise
+        raise LearnerError(error.detail, exercise=error.exercise, case=error.case, mistake="class axis not moved",
+                           hint="F.cross_entropy takes the classes from dim 1: given logits [sample, square, cls] "
+                                f"it read the {N_SQUARES} squares as the classes and expected labels [sample, cls]. "
+                                "Flatten samples and squares first (logits [(sample square), cls], labels "
+                                "[(sample square)]), or move the class axis to dim 1: "
+                                "F.cross_entropy(logits.permute(0, 2, 1), labels).") from None
 
 
 @exercise(difficulty=1, minutes=5, hints=[
@@ -204,26 +226,120 @@ def _planted(check, n=400, d_model=8, n_classes=3):
     return resid + 0.05 * check.randn(n, d_model), labels
 
 
+def _standardised(resid, dim=0):
+    return (resid - resid.mean(dim, keepdim=True)) / resid.std(dim, keepdim=True)
+
+
+_STANDARDISED = ("You trained on standardised residuals (mean subtracted, divided by the standard deviation), so your "
+                 "W and b read standardised vectors, and the caller applies them to raw ones: on these residuals, "
+                 "which have an offset and features of very different scales, the probe reads the wrong states. "
+                 "Train on `resid` as given (only `.detach()` it).")
+
+# Recipes a learner follows instead of the docstring's, each reproduced by its output (W, b): a candidate's
+# probe whose logits match one of them within the case's tolerance gets its hint.
+_RECIPE_MISTAKES = [
+    Mistake("standardised residuals", _STANDARDISED,
+            lambda r, y, n_classes, steps, lr: ref.train_probe(_standardised(r), y, n_classes, steps, lr)),
+    Mistake("standardised residuals", _STANDARDISED,   # one mean and one std for the whole tensor
+            lambda r, y, n_classes, steps, lr: ref.train_probe((r - r.mean()) / r.std(), y, n_classes, steps, lr)),
+    Mistake("one step short", "Your probe is the one `steps - 1` steps of Adam give: take exactly `steps` steps "
+                              "(`for _ in range(steps):`, one optimizer.step() each).",
+            lambda r, y, n_classes, steps, lr: ref.train_probe(r, y, n_classes, steps - 1, lr)),
+    Mistake("one step too many", "Your probe is the one `steps + 1` steps of Adam give: take exactly `steps` steps "
+                                 "(`for _ in range(steps):`, one optimizer.step() each).",
+            lambda r, y, n_classes, steps, lr: ref.train_probe(r, y, n_classes, steps + 1, lr)),
+]
+
+
+def _tolerance(logits):
+    return 0.05 * (1 + logits.abs().max().item())
+
+
+def _recipe_mistake(check, case, W, b, resid, labels, args, expected):
+    """Fail with a recipe mistake's hint if the candidate's probe is the one that mistake trains."""
+    got = ref.probe_logits(resid, W.to(resid), b.to(resid))
+    if (got - expected).abs().max().item() < _tolerance(expected):
+        return
+    for mistake in _RECIPE_MISTAKES:
+        wrong = ref.probe_logits(resid, *mistake.output(resid, labels, *args))
+        gap = (got - wrong).abs().max().item()
+        check.expect(gap >= _tolerance(wrong), case=case, mistake=mistake.name, hint=mistake.hint,
+                     message=f"your probe's logits differ from those of a probe trained as the docstring says by up "
+                             f"to {(got - expected).abs().max().item():.3g}")
+
+
+def _zero_start(check, resid, labels):
+    """Trained for 0 steps, a probe is its starting point: zeros. Anything else started elsewhere, or trained
+    although asked not to."""
+    case = "0 steps: the starting point"
+    try:
+        got = check.run(resid.clone(), labels, 3, 0, 0.05, case=case)
+    except LearnerError:  # code that needs at least one step is not wrong; the other cases grade it
+        return
+    if not (isinstance(got, tuple) and len(got) == 2 and all(isinstance(t, torch.Tensor) for t in got)):
+        return  # the other cases say what is wrong with the output
+    W, b = (t.detach().to(resid) for t in got)
+    if W.shape != (resid.shape[1], N_SQUARES, 3) or b.shape != (N_SQUARES, 3):
+        return
+    largest = max(W.abs().max().item(), b.abs().max().item())
+    if largest == 0:
+        return
+    one_step = ref.train_probe(resid, labels, 3, 1, 0.05)
+    gap = max((W - one_step[0]).abs().max().item(), (b - one_step[1]).abs().max().item())
+    check.expect(gap > 1e-4, case=case, mistake="one step too many",
+                 message="asked for 0 steps, your function took one step of Adam",
+                 hint="Take exactly `steps` steps: `for _ in range(steps):`, one optimizer.step() each.")
+    loss = ref.probe_loss(ref.probe_logits(resid, W, b), labels).item()
+    untrained = ref.probe_loss(ref.probe_logits(resid, 0 * W, 0 * b), labels).item()
+    check.expect(loss < untrained - 0.05, case=case, mistake="random start",
+                 message=f"asked for 0 steps, your function returned a probe with values up to {largest:.3g}: "
+                         f"untrained, a probe is where training starts, and the docstring starts from zeros",
+                 hint="Start W and b at zero (torch.zeros(..., requires_grad=True)), not at random values: "
+                      "a different start gives a different probe after the same steps.")
+    check.expect(False, case=case, mistake="steps ignored",
+                 message=f"asked for 0 steps, your function trained anyway (loss {loss:.3f}, against {untrained:.3f} "
+                         f"for the zero probe)",
+                 hint="Take exactly `steps` steps of Adam, the number passed in: `for _ in range(steps):`.")
+
+
 @exercise(difficulty=2, minutes=20, timeout=20.0, hints=[
     "Create W [d_model, square, cls] and b [square, cls] as zeros with requires_grad=True, give them to "
     "torch.optim.Adam, and loop: loss, zero_grad, backward, step.",
     "The loss is probe_loss(probe_logits(resid, W, b), labels). Only W and b are parameters; the residuals "
-    "are data.",
-    "opt = torch.optim.Adam([W, b], lr=lr); for _ in range(steps): loss = probe_loss(probe_logits(resid, W, b), "
-    "labels); opt.zero_grad(); loss.backward(); opt.step()  -- then return W.detach(), b.detach()",
+    "are data: resid = resid.detach() first.",
+    "resid = resid.detach(); opt = torch.optim.Adam([W, b], lr=lr); for _ in range(steps): "
+    "loss = probe_loss(probe_logits(resid, W, b), labels); opt.zero_grad(); loss.backward(); opt.step()  "
+    "-- then return W.detach(), b.detach()",
 ])
 def test_train_probe(check):
     resid, labels = _planted(check)
-    for case, args in (("planted linear states, 400 samples", (3, 200, 0.05)),
-                       ("2 classes, 60 steps at lr 0.1", (2, 60, 0.1))):
+    _zero_start(check, resid, labels)
+    # residuals with an offset and features on scales from 0.1 to 10: a probe trained on standardised copies
+    # of them fails on the residuals themselves
+    scales = torch.logspace(-1, 1, resid.shape[1], device=resid.device)
+    shifted = resid * scales + 3 * check.randn(resid.shape[1])
+    for case, data, args, needs_grad in (
+            ("planted linear states, 400 samples", resid, (3, 200, 0.05), False),
+            ("2 classes, 60 steps at lr 0.1", resid, (2, 60, 0.1), False),
+            ("residuals with an offset and uneven scales, which require grad", shifted, (3, 200, 0.05), True),
+            ("5 steps at lr 0.1", resid, (3, 5, 0.1), False)):
         n_classes = args[0]
         y = labels.clamp(max=n_classes - 1)
-        given = resid.clone()
+        given = data.clone().requires_grad_(needs_grad)
         got = check.run(given, y, *args, case=case)
-        check.expect(not given.requires_grad and given.grad is None, case=case, mistake="residuals trained",
-                     message="your function made the residuals require (or collect) gradients",
+        check.expect(needs_grad or not given.requires_grad, case=case, mistake="residuals trained",
+                     message="your function made the residuals require gradients",
                      hint="Only W and b are parameters: leave `resid` alone (no requires_grad_ on it); "
                           "`resid.detach()` is safe.")
+        check.expect(given.grad is None, case=case,
+                     mistake="residuals not detached" if needs_grad else "residuals trained",
+                     message="after your function, `resid.grad` is filled in: the residuals collected gradients "
+                             "during training",
+                     hint="Residuals from a model run with gradients on require grad, and then loss.backward() "
+                          "also fills in resid.grad at every step. Start with `resid = resid.detach()`: the "
+                          "residuals are data, not parameters."
+                     if needs_grad else "Only W and b are parameters: leave `resid` alone (no requires_grad_ on "
+                                        "it); `resid.detach()` is safe.")
         check.expect(isinstance(got, tuple) and len(got) == 2, case=case, message="did not return a pair (W, b)",
                      hint="Return the trained weight and bias: `return W.detach(), b.detach()`.")
         W, b = got
@@ -236,9 +352,11 @@ def test_train_probe(check):
         check.expect(not W.requires_grad and not b.requires_grad, case=case, mistake="not detached",
                      message="the returned tensors still require grad",
                      hint="Return W.detach(), b.detach(): the caller should get plain tensors, not a graph.")
-        W_ref, b_ref = ref.train_probe(resid, y, *args)
-        accuracy = ref.probe_accuracy(ref.probe_logits(resid, W, b), y).mean().item()
-        target = ref.probe_accuracy(ref.probe_logits(resid, W_ref, b_ref), y).mean().item()
+        W_ref, b_ref = ref.train_probe(data, y, *args)
+        expected = ref.probe_logits(data, W_ref, b_ref)
+        _recipe_mistake(check, case, W, b, data, y, args, expected)
+        accuracy = ref.probe_accuracy(ref.probe_logits(data, W, b), y).mean().item()
+        target = ref.probe_accuracy(ref.probe_logits(data, W_ref, b_ref), y).mean().item()
         untrained = bool(W.abs().max() == 0)
         check.expect(accuracy >= target - 0.03, case=case, mistake="untrained" if untrained else "undertrained",
                      message=f"your probe reads {accuracy:.0%} of the planted states correctly; a probe trained as "
@@ -250,9 +368,8 @@ def test_train_probe(check):
         check.expect(bool(b.abs().max() > 0), case=case, mistake="bias not trained",
                      message="the bias b is still all zeros after training",
                      hint="Give both W and b to the optimizer: torch.optim.Adam([W, b], lr=lr).")
-        gap = (ref.probe_logits(resid, W, b) - ref.probe_logits(resid, W_ref, b_ref)).abs().max().item()
-        check.expect(gap < 0.05 * (1 + ref.probe_logits(resid, W_ref, b_ref).abs().max().item()), case=case,
-                     mistake="another recipe",
+        gap = (ref.probe_logits(data, W, b) - expected).abs().max().item()
+        check.expect(gap < _tolerance(expected), case=case, mistake="another recipe",
                      message=f"your probe's logits differ from those of a probe trained as the docstring says by up "
                              f"to {gap:.3g}",
                      hint="Follow the recipe exactly: W and b start at zero, Adam with the given lr, full batch, "
@@ -287,8 +404,15 @@ def test_control_labels(check):
                                            "not 0, which is a real square.",
                 lambda moves, table: table[shifted(moves, 0), moves]),
     ]
+    mistakes.append(Mistake("othello.PAD hard-coded",
+                            f"Use the table's last token id, table.shape[0] - 1: the function takes any table, and "
+                            f"with this one's 40 token ids othello.PAD ({othello.PAD}) is a real move.",
+                            lambda moves, table: table[shifted(moves, othello.PAD), moves]))
     table = check.randint(3, 37, 37, N_SQUARES)
     check.case("4 games of 6 moves", check.randint(36, 4, 6), table, mistakes=mistakes)
+    # a table over more tokens than Othello's: its last token id is not othello.PAD
+    check.case("a table over 40 token ids", check.randint(39, 3, 6), check.randint(3, 40, 40, N_SQUARES),
+               mistakes=mistakes)
 
 
 def _baseline_data(check, games=6, moves=4):
@@ -440,7 +564,22 @@ def test_top_n_errors(check):
         n = legal.sum(-1, keepdim=True).clamp(min=1)
         return ((logits.softmax(-1) > 1 / n) & ~legal).sum(-1)
 
+    def in_top_n(logits, legal):
+        rank = logits.argsort(dim=-1, descending=True).argsort(dim=-1)
+        return rank < legal.sum(dim=-1, keepdim=True)
+
+    fraction = ("Return the number of illegal moves among the top N, an integer count, not a fraction of N (or of "
+                "the squares): 0 means the top N are exactly the legal moves, 2 means two of them are illegal.")
     mistakes = [
+        Mistake("a fraction, not a count", fraction,
+                lambda logits, legal: (in_top_n(logits, legal) & ~legal).sum(-1) / legal.sum(-1)),
+        Mistake("a fraction, not a count", fraction,
+                lambda logits, legal: (in_top_n(logits, legal) & ~legal).sum(-1) / legal.sum(-1).clamp(min=1)),
+        Mistake("a fraction, not a count", fraction,
+                lambda logits, legal: (in_top_n(logits, legal) & ~legal).float().mean(-1)),
+        Mistake("legal moves counted", "Count the *illegal* moves among the top N (in_top & ~legal): you counted "
+                                       "the legal ones, so a perfect prediction scores N instead of 0.",
+                lambda logits, legal: (in_top_n(logits, legal) & legal).sum(-1)),
         Mistake("top 1 only", "Take as many top moves as there are legal moves at that position, not one.", top1),
         Mistake("least likely first", "Rank by descending logit: rank 0 is the most likely move.", ascending),
         Mistake("probability threshold", "Count the N most likely moves (N = number of legal moves), whatever "
