@@ -4,7 +4,7 @@ import pytest
 import torch
 import transformer_lens.patching as tl_patching
 
-from utils.circuits import EdgeModel, Graph, node_of
+from utils.circuits import EdgeModel, Graph, gpt2_bridge, node_of, tl_name
 from utils.data import ioi
 from utils.data.induction import repeated_random_tokens
 from utils.models import load_model
@@ -110,3 +110,61 @@ def test_the_hand_found_ioi_circuit_is_the_one_chapter_7_compares_with():
         if p4.circuit_logit_diff(model, batch.clean, batch.answers, ranked[:k], reference_cache).item() / clean_ld >= 0.85:
             break
     assert sorted(ranked[:k]) == [(0, 0), (0, 2), (1, 0), (1, 1), (1, 2), (1, 3)]
+
+
+def test_progress_advances_once_per_forward_pass(ioi_run):
+    _, em, batch = ioi_run
+    with torch.no_grad(), em.progress(5, "test") as bar:
+        em.run(batch.clean)
+        em.sender_outputs(batch.corrupted)
+        assert bar.n == 2
+    assert em._bar is None
+    em.run(batch.clean[:1])  # outside the block nothing is counted, and nothing breaks
+
+
+def test_float64_edge_model_has_float64_gradients(ioi_run):
+    model, _, batch = ioi_run
+    em64 = EdgeModel(model).to(torch.float64)
+    delta = em64.zero_delta(batch.clean[:2])
+    with torch.enable_grad():
+        logits = em64.run(batch.clean[:2], receiver_delta=delta)
+        logits[:, -1].logsumexp(-1).sum().backward()
+    assert logits.dtype == delta.grad.dtype == torch.float64
+    with torch.no_grad():
+        assert torch.allclose(logits.float(), model(batch.clean[:2]), atol=1e-4)
+
+
+def test_gpt2_bridge_is_the_same_model_and_runs_transformer_lens_edge_attribution(ioi_run):
+    """The rebuilt model's logits are the course model's, and transformer_lens's edge-level EAP on it, summed
+    over positions, equals (clean - corrupted) . gradient on the corrupted run computed with EdgeModel."""
+    from transformer_lens.tools.analysis.attribution_patching import EdgeAttributionConfig, attribution_patch
+
+    model, em, batch = ioi_run
+    bridge = gpt2_bridge(model)
+    assert type(bridge.blocks[0].attn).__name__ == "JointQKVAttentionBridge"
+    with torch.no_grad():
+        assert (bridge(batch.clean) - model(batch.clean)).abs().max() < 2e-5
+    clean, corrupted, a = batch.clean[:1], batch.corrupted[:1], batch.answers[:1]
+
+    def metric(logits):
+        return logits[:, -1, a[0, 0]] - logits[:, -1, a[0, 1]]
+
+    with torch.enable_grad():
+        result = attribution_patch(bridge, clean, corrupted, lambda logits: metric(logits).sum(),
+                                   EdgeAttributionConfig(granularity="edge"))
+        delta = em.zero_delta(corrupted)
+        metric(em.run(corrupted, receiver_delta=delta)).sum().backward()
+    g = em.graph
+    theirs = torch.zeros(len(g.senders), len(g.receivers))
+    for (writer, reader), value in result.edge_scores.items():
+        theirs[g.senders.index(tl_name(writer)), g.receivers.index(tl_name(reader))] += value
+    change = em.sender_outputs(clean) - em.sender_outputs(corrupted)
+    ours = torch.einsum("sbpd,rbpd->sr", change, delta.grad) * g.adjacency
+    assert ours.abs().max() > 0.1 and (theirs - ours).abs().max() < 1e-4
+    assert {tl_name(w) for w, _ in result.edge_scores} == set(g.senders)
+    assert {tl_name(r) for _, r in result.edge_scores} == set(g.receivers)
+
+
+def test_gpt2_bridge_refuses_a_model_gpt2_cannot_hold():
+    with pytest.raises(ValueError, match="not GPT-2-shaped"):
+        gpt2_bridge(load_model("attn_only_2l"))

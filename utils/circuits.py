@@ -14,11 +14,16 @@ logits, and that patching all of a head's outgoing edges equals patching its out
 
 Names: senders are "embed", "a{layer}.{head}" and "m{layer}"; receivers are
 "a{layer}.{head}.q" / ".k" / ".v", "m{layer}" and "logits".
+
+`gpt2_bridge` rebuilds a course model as a Hugging Face `GPT2LMHeadModel` (same weights, built
+offline) inside a `TransformerBridge`: TransformerLens 4's edge-level tools need the per-head
+attention hooks that bridge provides and the natively built models' bridge does not.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import einops
@@ -134,6 +139,21 @@ class EdgeModel:
             self.layers.append(entry)
         self.n_forward = 0
         self.n_backward = 0
+        self._bar = None
+
+    @contextmanager
+    def progress(self, total: int, desc: str):
+        """A progress bar (tqdm.auto) that advances by one with every forward pass run inside the block:
+        the notebook's long cells (ACDC, exact effects) run hundreds of passes and would otherwise print
+        nothing for a minute."""
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, desc=desc, unit="pass", mininterval=1.0)
+        try:
+            yield self._bar
+        finally:
+            self._bar.close()
+            self._bar = None
 
     def embed(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
         """The embedding sender's output: token plus position embedding."""
@@ -149,6 +169,8 @@ class EdgeModel:
         (causal scrubbing gives different edges different sources).
         embed: replaces the embedding sender's output (EAP-IG interpolates it)."""
         self.n_forward += 1
+        if self._bar is not None:
+            self._bar.update()
         outs = [self.embed(tokens) if embed is None else embed]
         bias = torch.zeros_like(outs[0])
         if receiver_delta is not None and receiver_delta.requires_grad:
@@ -211,10 +233,10 @@ class EdgeModel:
     def zero_delta(self, tokens: Tensor) -> Tensor:
         """Zeros shaped like every receiver's input, [receiver, batch, pos, d_model], requiring grad."""
         return torch.zeros(len(self.graph.receivers), *tokens.shape, self.W_E.shape[1], device=self.W_E.device,
-                           requires_grad=True)
+                           dtype=self.W_E.dtype, requires_grad=True)
 
     def to(self, device) -> "EdgeModel":
-        """Move every weight to `device` (in place); returns the model."""
+        """Move every weight to `device`, or cast it to a dtype such as torch.float64 (in place); returns the model."""
         for name, value in list(vars(self).items()):
             if isinstance(value, Tensor):
                 setattr(self, name, value.to(device))
@@ -225,3 +247,61 @@ class EdgeModel:
                 entry[key] = tuple(None if v is None else v.to(device) for v in value) if isinstance(value, tuple) \
                     else value.to(device)
         return self
+
+
+def gpt2_bridge(model):
+    """The same model as a Hugging Face `GPT2LMHeadModel` in a `TransformerBridge` (no download).
+
+    A natively built course model runs its attention through the plain `AttentionBridge`, which has
+    no per-head input and output hooks (`use_split_qkv_input`, `use_attn_result`), so TransformerLens
+    4's edge-level tools (`attribution_patch` at edge granularity, `get_act_patch_direct_path`) raise
+    NotImplementedError on it. GPT-2's bridge has them. This copies the weights into a GPT-2 of the
+    same shape (q, k, v fused into `c_attn`, Conv1D weights transposed, an unembedding bias added to
+    `lm_head`, which GPT-2 lacks) and wraps it with `build_bridge_from_module`. Only GPT-2-shaped
+    models qualify: LayerNorm, an MLP in every block, gelu_new, learned positions."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformer_lens.model_bridge.sources import build_bridge_from_module
+
+    cfg = model.cfg
+    if (getattr(cfg, "attn_only", False) or cfg.normalization_type != "LN" or cfg.act_fn != "gelu_new"
+            or getattr(cfg, "positional_embedding_type", "standard") != "standard"):
+        raise ValueError(f"{cfg.n_layers}-layer model with attn_only={getattr(cfg, 'attn_only', False)}, "
+                         f"normalization {cfg.normalization_type}, act_fn {cfg.act_fn}: not GPT-2-shaped")
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    config = GPT2Config(vocab_size=cfg.d_vocab, n_positions=cfg.n_ctx, n_embd=cfg.d_model, n_layer=cfg.n_layers,
+                        n_head=cfg.n_heads, n_inner=cfg.d_mlp, activation_function="gelu_new",
+                        layer_norm_epsilon=float(cfg.eps), resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                        tie_word_embeddings=False)
+    hf = GPT2LMHeadModel(config)
+    hf.lm_head = torch.nn.Linear(cfg.d_model, cfg.d_vocab, bias=True)
+    weights = {"transformer.wte.weight": sd["embed.weight"], "transformer.wpe.weight": sd["pos_embed.weight"],
+               "transformer.ln_f.weight": sd["ln_final.weight"], "transformer.ln_f.bias": sd["ln_final.bias"],
+               "lm_head.weight": sd["unembed.weight"], "lm_head.bias": sd["unembed.bias"]}
+    for layer in range(cfg.n_layers):
+        ours, theirs = f"blocks.{layer}.", f"transformer.h.{layer}."
+        weights.update({
+            theirs + "ln_1.weight": sd[ours + "ln1.weight"], theirs + "ln_1.bias": sd[ours + "ln1.bias"],
+            theirs + "ln_2.weight": sd[ours + "ln2.weight"], theirs + "ln_2.bias": sd[ours + "ln2.bias"],
+            # GPT-2's Conv1D stores [in, out], the transpose of a Linear's weight
+            theirs + "attn.c_attn.weight": torch.cat([sd[ours + f"attn.{x}.weight"] for x in "qkv"]).T,
+            theirs + "attn.c_attn.bias": torch.cat([sd[ours + f"attn.{x}.bias"] for x in "qkv"]),
+            theirs + "attn.c_proj.weight": sd[ours + "attn.o.weight"].T, theirs + "attn.c_proj.bias": sd[ours + "attn.o.bias"],
+            theirs + "mlp.c_fc.weight": sd[ours + "mlp.in.weight"].T, theirs + "mlp.c_fc.bias": sd[ours + "mlp.in.bias"],
+            theirs + "mlp.c_proj.weight": sd[ours + "mlp.out.weight"].T, theirs + "mlp.c_proj.bias": sd[ours + "mlp.out.bias"],
+        })
+    hf.load_state_dict({k: v.contiguous() for k, v in weights.items()}, strict=True)
+    hf.to(sd["embed.weight"].device).eval()  # parameters keep requires_grad: attribution_patch differentiates through them
+    bridge = build_bridge_from_module(hf, architecture="GPT2LMHeadModel", hf_config=config)
+    return bridge.eval()
+
+
+def tl_name(node) -> str:
+    """The course's name for a node of TransformerLens 4's attribution graph
+    (`transformer_lens.tools.analysis.attribution_patching.Node`): "embed", "a1.2", "a1.2.k", "m0", "logits"."""
+    kind = node.kind
+    if kind in ("embed", "logits"):
+        return kind
+    if kind in ("mlp_out", "mlp_in"):
+        return f"m{node.layer}"
+    head = f"a{node.layer}.{node.head}"
+    return head if kind == "attn_head_out" else f"{head}.{kind[0]}"

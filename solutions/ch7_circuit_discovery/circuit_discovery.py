@@ -123,7 +123,9 @@ def receiver_gradients(em, tokens: Int[Tensor, "batch pos"],
     """d metric / d (every receiver's input) on the run of `tokens`: one forward and one backward pass.
 
     A zero tensor added to every receiver's input (`em.run(..., receiver_delta=...)`) has exactly these
-    gradients. Returns a detached tensor (no graph attached)."""
+    gradients. The notebook switches gradients off globally (torch.set_grad_enabled(False) in its set-up
+    cell), so both passes run inside `with torch.enable_grad():`. Returns a detached tensor (no graph
+    attached)."""
     delta = em.zero_delta(tokens)
     with torch.enable_grad():
         metric(em.run(tokens, receiver_delta=delta)).backward()

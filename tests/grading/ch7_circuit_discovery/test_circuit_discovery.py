@@ -582,6 +582,77 @@ def _resample_global_rng(tokens, offset, d_vocab, generator=None):
     return _resample(tokens, offset, d_vocab)
 
 
+# -- issue 22: mistakes that passed, and differences without a named diagnosis ------------------------------------
+
+
+def _edges_one_head_at_a_time(n_layers, n_heads, mlps):
+    senders, edges = ["embed"], []
+    for layer in range(n_layers):
+        for h in range(n_heads):
+            head = f"a{layer}.{h}"
+            edges += [(s, f"{head}.{x}") for x in "qkv" for s in senders]
+            senders.append(head)
+        if mlps:
+            edges += [(s, f"m{layer}") for s in senders]
+            senders.append(f"m{layer}")
+    return edges + [(s, "logits") for s in senders]
+
+
+def _edges_logits_read_last_layer(n_layers, n_heads, mlps):
+    edges = _edges(n_layers, n_heads, mlps)
+    last = n_layers - 1
+    return [(s, r) for s, r in edges if r != "logits" or s == "embed" or _layer(s) == last]
+
+
+def _layer(name):
+    return int(name[1:].split(".")[0])
+
+
+def _edges_kqv(n_layers, n_heads, mlps):
+    senders, edges = ["embed"], []
+    for layer in range(n_layers):
+        heads = [f"a{layer}.{h}" for h in range(n_heads)]
+        edges += [(s, f"{head}.{x}") for head in heads for x in "kqv" for s in senders]
+        senders += heads
+        if mlps:
+            edges += [(s, f"m{layer}") for s in senders]
+            senders.append(f"m{layer}")
+    return edges + [(s, "logits") for s in senders]
+
+
+def _edges_mlp_reads_itself(n_layers, n_heads, mlps):
+    senders, edges = ["embed"], []
+    for layer in range(n_layers):
+        heads = [f"a{layer}.{h}" for h in range(n_heads)]
+        edges += [(s, f"{head}.{x}") for head in heads for x in "qkv" for s in senders]
+        senders += heads
+        if mlps:
+            senders.append(f"m{layer}")
+            edges += [(s, f"m{layer}") for s in senders]
+    return edges + [(s, "logits") for s in senders]
+
+
+def _lp_same_positions(logits, tokens, seq_len):
+    log_probs = logits[:, seq_len + 1:2 * seq_len].log_softmax(-1)
+    targets = tokens[:, seq_len + 1:2 * seq_len]
+    return log_probs.gather(-1, targets.unsqueeze(-1)).mean()
+
+
+def _lp_previous_token(logits, tokens, seq_len):
+    log_probs = logits[:, seq_len + 1:2 * seq_len].log_softmax(-1)
+    return log_probs.gather(-1, tokens[:, seq_len:2 * seq_len - 1, None]).mean()
+
+
+def _resample_high_exclusive(tokens, offset, d_vocab, generator=None):
+    batch, n_pos = tokens.shape
+    out = torch.randint(1, d_vocab - 1, (n_pos, batch, n_pos), generator=generator)
+    out[:, :, 0] = tokens[:, 0]
+    for p in range(n_pos):
+        if 1 <= p + offset < n_pos:
+            out[p, :, p + offset] = tokens[:, p + offset]
+    return out
+
+
 VARIANTS = {
     "ch7.graph_edges": [
         Wrong("heads added before their receivers", partial(_edges, heads_first=True),
@@ -592,6 +663,13 @@ VARIANTS = {
         Right("loops", _edges),
         Right("comprehensions over upstream senders", _edges_comprehension),
         Wrong("edges as lists", _edges_as_lists, mistake="edges not tuples"),
+        Wrong("each head added to the senders right after its receivers", _edges_one_head_at_a_time,
+              mistake="heads read their own layer"),
+        Wrong("logits read only the embedding and the last layer", _edges_logits_read_last_layer,
+              mistake="missing edges", hint_contains="('a0.0', 'logits')"),
+        Wrong("k before q", _edges_kqv, mistake="edges out of order"),
+        Wrong("an MLP added to the senders before its own edges", _edges_mlp_reads_itself, mistake="extra edges",
+              hint_contains="its own output"),
     ],
     "ch7.receiver_input": [
         Wrong("keep read the wrong way", _ri_inverted, mistake="keep inverted"),
@@ -614,6 +692,8 @@ VARIANTS = {
         Wrong("softmax", _lp_probs, mistake="probabilities"),
         Right("a loop over positions", _lp_loop),
         Wrong("raw logits, no log_softmax", _lp_raw_logits, mistake="no log_softmax"),
+        Wrong("targets at the logits' own positions", _lp_same_positions, mistake="no shift"),
+        Wrong("targets one position earlier", _lp_previous_token, mistake="shifted the wrong way"),
     ],
     "ch7.acdc": [
         Wrong("edges in forward order", partial(_acdc, forward=True), mistake="forward order"),
@@ -733,6 +813,8 @@ VARIANTS = {
         Right("one run at a time", _resample_loop),
         Wrong("no lower bound on p + offset", _resample_wrapped, mistake="index wrapped"),
         Wrong("generator not passed to randint", _resample_global_rng, mistake="generator not used"),
+        Wrong("randint(1, d_vocab - 1): the last token never drawn", _resample_high_exclusive,
+              mistake="last token never drawn"),
     ],
     "ch7.assemble_by_position": [
         Wrong("run 0 only", _assemble_first, mistake="one run for everything"),

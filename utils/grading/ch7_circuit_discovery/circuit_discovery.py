@@ -16,7 +16,7 @@ import torch
 from solutions.ch7_circuit_discovery import circuit_discovery as ref
 from utils.circuits import EdgeModel, Graph, node_of
 from utils.grading import Mistake, exercise
-from utils.grading.feedback import LearnerError
+from utils.grading.feedback import CheckFailed, LearnerError
 
 N_POS = 6
 D_VOCAB = 12
@@ -83,7 +83,7 @@ def _case_with_gradients_off(check, name, *args, mistakes, **kwargs):
 # -- 1. the graph and edge patching ---------------------------------------------------------------
 
 def _edges_variant(n_layers, n_heads, mlps, *, same_layer=False, mlp_before_heads=False, split=True,
-                   no_embed=False):
+                   no_embed=False, one_by_one=False):
     senders, edges = ([] if no_embed else ["embed"]), []
     for layer in range(n_layers):
         heads = [f"a{layer}.{h}" for h in range(n_heads)]
@@ -93,6 +93,10 @@ def _edges_variant(n_layers, n_heads, mlps, *, same_layer=False, mlp_before_head
             for x in ("qkv" if split else [""]):
                 receiver = f"{head}.{x}" if split else head
                 edges += [(s, receiver) for s in senders if s != head]
+            if one_by_one:  # each head added as soon as its receivers are listed: later heads of the layer read it
+                senders.append(head)
+        if one_by_one:
+            senders = [s for s in senders if s not in heads]
         if mlps and mlp_before_heads:
             edges += [(s, f"m{layer}") for s in senders if s not in heads]
         if not same_layer:
@@ -103,6 +107,81 @@ def _edges_variant(n_layers, n_heads, mlps, *, same_layer=False, mlp_before_head
             senders.append(f"m{layer}")
     edges += [(s, "logits") for s in senders]
     return edges
+
+
+def _layer_of(name: str) -> tuple[int, int]:
+    """(layer, 0 for attention / 1 for the MLP) of a sender or receiver; the embedding comes first, the logits last."""
+    if name == "embed":
+        return (-1, 1)
+    if name == "logits":
+        return (10**6, 0)
+    return (int(name[1:].split(".")[0]), 1 if name.startswith("m") else 0)
+
+
+def _why_not_an_edge(sender, receiver) -> str:
+    """The rule an extra (sender, receiver) pair breaks, in words."""
+    names_ok = all(isinstance(n, str) for n in (sender, receiver))
+    if not names_ok or receiver == "embed" or sender == "logits" or receiver.count(".") == 1:
+        return "not a (sender, receiver) pair of names (receivers are 'a0.1.q', '.k', '.v', 'm0' and 'logits')"
+    if node_of(receiver) == sender:
+        return "a component reading its own output"
+    (s_layer, s_mlp), (r_layer, r_mlp) = _layer_of(sender), _layer_of(receiver)
+    if (s_layer, s_mlp) > (r_layer, r_mlp):
+        return "a sender that comes after its receiver"
+    if s_layer == r_layer and not s_mlp and not r_mlp:
+        return "a head reading a head of its own layer (a layer's heads all read the residual stream before it)"
+    return "not an edge of this model"
+
+
+def _name_the_edges(check, name, args, error):
+    """`error` again, naming the edges that differ, for a list that no known mistake explains."""
+    got, expected = check.run(*args, case=name), ref.graph_edges(*args)
+    try:
+        got = [tuple(e) for e in got]
+        got_set, expected_set = set(got), set(expected)
+    except TypeError:
+        raise error from None
+    extra = [e for e in got if e not in expected_set]
+    missing = [e for e in expected if e not in got_set]
+    repeated = sorted({e for e in got if got.count(e) > 1})
+
+    def some(edges):
+        return ", ".join(map(str, edges[:4])) + (f" and {len(edges) - 4} more" if len(edges) > 4 else "")
+
+    lines, hints = [], []
+    if extra:
+        lines.append(f"{len(extra)} pair(s) that are not edges of this model: {some(extra)}")
+        hints.append(f"{extra[0]} is {_why_not_an_edge(*extra[0])}.")
+    if missing:
+        lines.append(f"{len(missing)} edge(s) missing: {some(missing)}")
+        hints.append(f"{missing[0]} is an edge: {missing[0][1]} reads everything written before it"
+                     + (", its own layer's heads included." if missing[0][1].startswith("m") else "."))
+    if repeated:
+        lines.append(f"{len(repeated)} edge(s) listed more than once: {some(repeated)}")
+        hints.append("List each edge once.")
+    if not lines:
+        if got == expected:  # the edges are right, the container or the types are not: the checker said how
+            raise error from None
+        first = next(i for i, (g, e) in enumerate(zip(got, expected)) if g != e)
+        lines.append(f"the right edges in another order: at index {first} you have {got[first]}, the graph has "
+                     f"{expected[first]}")
+        hints.append("Receivers in forward order (for each layer: head 0's q, k, v, head 1's q, k, v, ..., then the "
+                     "MLP; 'logits' last), and each receiver's senders in the order they were written.")
+    mistake = ("edges out of order" if not (extra or missing or repeated) else "repeated edges" if repeated and not
+               (extra or missing) else "extra and missing edges" if extra and missing else "extra edges" if extra
+               else "missing edges")
+    raise CheckFailed("\n".join([error.detail, *lines]), exercise=error.exercise, case=error.case,
+                      hint=" ".join(hints), mistake=mistake) from None
+
+
+def _edges_case(check, name, *args, mistakes):
+    """`check.case` for graph_edges: a difference no known mistake explains names the edges that differ."""
+    try:
+        return check.case(name, *args, mistakes=mistakes)
+    except CheckFailed as error:
+        if type(error) is not CheckFailed or error.mistake is not None:
+            raise
+        _name_the_edges(check, name, args, error)
 
 
 @exercise(difficulty=2, minutes=15, hints=[
@@ -116,6 +195,10 @@ def test_graph_edges(check):
         Mistake("heads read their own layer", "A head's q, k and v are computed from the residual stream *before* "
                 "its layer's attention: add a layer's heads to the senders only after their receivers.",
                 partial(_edges_variant, same_layer=True)),
+        Mistake("heads read their own layer", "Every head of a layer reads the residual stream *before* that layer's "
+                "attention, so a later head of the layer does not read an earlier one: add the layer's heads to the "
+                "senders after all of its heads' receivers, not one by one.",
+                partial(_edges_variant, one_by_one=True)),
         Mistake("MLP before the heads", "The MLP comes after attention in the same block: it reads its own layer's "
                 "heads too.", partial(_edges_variant, mlp_before_heads=True)),
         Mistake("q, k and v as one receiver", "A head has three inputs, 'a0.1.q', 'a0.1.k' and 'a0.1.v', which can "
@@ -123,14 +206,14 @@ def test_graph_edges(check):
         Mistake("no embedding", "The embedding ('embed') is the first sender: every receiver reads it.",
                 partial(_edges_variant, no_embed=True)),
     ]
-    got = check.case("attention only, 2 layers x 2 heads", 2, 2, False, mistakes=mistakes)
+    got = _edges_case(check, "attention only, 2 layers x 2 heads", 2, 2, False, mistakes=mistakes)
     check.expect(isinstance(got, list) and all(isinstance(e, tuple) for e in got),
                  case="attention only, 2 layers x 2 heads", mistake="edges not tuples",
                  message=f"expected a list of (sender, receiver) tuples, got a {type(got).__name__} of "
                          f"{type(got[0]).__name__ if len(got) else 'nothing'}s",
                  hint="Make each edge a tuple `(sender, receiver)` and return a list of them: a list [s, r] prints "
                       "like a tuple but compares unequal to one, and only tuples can go in the sets ACDC keeps.")
-    check.case("with MLPs, 2 layers x 3 heads", 2, 3, True, mistakes=mistakes)
+    _edges_case(check, "with MLPs, 2 layers x 3 heads", 2, 3, True, mistakes=mistakes)
     graph = Graph(3, 4, True)
     check.expect(check.run(3, 4, True, case="ioi_3l's shape") == graph.edges, case="ioi_3l's shape",
                  message="your edges differ from the graph `utils.circuits.Graph(3, 4, True)` builds",
@@ -207,6 +290,13 @@ def _lp_variant(logits, tokens, seq_len, *, start=1, shift=1, probs=False, raw=F
     return preds.gather(-1, targets[..., None])[..., 0].mean()
 
 
+def _lp_targets(logits, tokens, seq_len, *, offset):
+    """The right logits (positions seq_len + 1 ... 2 * seq_len - 1) against the tokens `offset` later (right: 1)."""
+    lp = logits.log_softmax(-1)[:, seq_len + 1:2 * seq_len]
+    targets = tokens[:, seq_len + 1 + offset:2 * seq_len + offset]
+    return lp.gather(-1, targets[..., None])[..., 0].mean()
+
+
 @exercise(difficulty=1, minutes=10, hints=[
     "[BOS] + R + R has 2 * seq_len + 1 tokens; the second copy is at positions seq_len + 1 ... 2 * seq_len.",
     "The logits at position p predict the token at p + 1, and the first token of the second copy cannot be "
@@ -217,6 +307,11 @@ def test_induction_log_prob(check):
     mistakes = [
         Mistake("no shift", "The logits at position p predict the token at p + 1: shift the targets by one.",
                 partial(_lp_variant, shift=0)),
+        Mistake("no shift", "The logits at position p predict the token at p + 1, not the token at p: with the "
+                "logits at seq_len + 1 ... 2 * seq_len - 1, the targets are tokens[:, seq_len + 2 : 2 * seq_len + 1].",
+                partial(_lp_targets, offset=0)),
+        Mistake("shifted the wrong way", "The logits at position p predict the *next* token, p + 1, not the one "
+                "before: the targets are tokens[:, seq_len + 2 : 2 * seq_len + 1].", partial(_lp_targets, offset=-1)),
         Mistake("first token of the second copy included", "The first token of the second copy follows the end of "
                 "the first copy, so nothing in context predicts it: start at logits position seq_len + 1.",
                 partial(_lp_variant, start=0)),
@@ -355,8 +450,9 @@ def _grads_variant(em, tokens, metric, *, sign=1.0, twice=False, delta_only=Fals
 
 
 @exercise(difficulty=2, minutes=15, atol=1e-4, hints=[
-    "`delta = em.zero_delta(tokens)` is zeros of shape [receiver, batch, pos, d_model] with requires_grad; "
-    "`em.run(tokens, receiver_delta=delta)` adds it to every receiver's input.",
+    "The notebook switched gradients off (torch.set_grad_enabled(False) in its set-up cell), so run both passes "
+    "inside `with torch.enable_grad():`. `delta = em.zero_delta(tokens)` is zeros of shape [receiver, batch, pos, "
+    "d_model] with requires_grad; `em.run(tokens, receiver_delta=delta)` adds it to every receiver's input.",
     "Inside `with torch.enable_grad():` compute metric(logits) and call .backward() on it once.",
     "Return delta.grad (detached): the gradient of the metric with respect to each receiver's input.",
 ])
@@ -794,6 +890,12 @@ def test_agreeing_resample(check):
         check.expect(bool(((out[:, :, 1:] >= 1) & (out[:, :, 1:] < d_vocab)).all()), case=case, mistake="vocabulary",
                      message="some new tokens are outside 1 ... d_vocab - 1",
                      hint="Draw with torch.randint(1, d_vocab, ...): token 0 is BOS.")
+        drawn = out[others[:, None, :].expand(-1, batch, -1)]  # the resampled tokens, ~2,700 of them
+        check.expect(bool((drawn == d_vocab - 1).any()), case=case, mistake="last token never drawn",
+                     message=f"the last token of the vocabulary, {d_vocab - 1}, never appears among {drawn.numel()} "
+                             f"random tokens (each should be it about once in {d_vocab - 1} draws)",
+                     hint="torch.randint's upper bound is exclusive: torch.randint(1, d_vocab, ...) draws 1 ... "
+                          "d_vocab - 1, while randint(1, d_vocab - 1, ...) never draws the last token.")
     # the generator: one seed, one result; another seed, another
     first, again, other = (check.run(tokens.clone(), -1, d_vocab, torch.Generator().manual_seed(seed),
                                      case="the generator") for seed in (5, 5, 6))
