@@ -46,6 +46,31 @@ def test_exception_in_learner_code_is_an_error_naming_the_learner_line():
     assert "shape" in result.failure.hint
 
 
+@pytest.mark.parametrize("body,expected", [
+    # the class axis left last: logits [batch, squares, classes] against targets [batch, squares]
+    ("F.cross_entropy(torch.randn(10, 9, 3), torch.zeros(10, 9, dtype=torch.long))",
+     "Here axis 1 of your logits was taken as the classes, so targets [10, 3] were expected, not [10, 9]"),
+    ("F.cross_entropy(torch.randn(30, 3), torch.zeros(10, dtype=torch.long))", "N = 30 and your targets N = 10"),
+    ("F.cross_entropy(torch.randn(10, 3), torch.zeros(10, 1, dtype=torch.long))", "one axis fewer"),
+    ("torch.randn(2, 3) @ torch.randn(4, 5)", "(2x3) @ (4x5) puts 3 against 4"),
+    ("torch.randn(2, 3, 4) @ torch.randn(2, 5, 6)", "batched matrix product"),
+    ("torch.randn(3, 4) + torch.randn(3)", "sizes 4 and 3 meet"),
+    ("torch.randn(7).reshape(2, 3)", "must keep the number of elements, 7"),
+    ("torch.einsum('ij,jk->ik', torch.randn(2, 3), torch.randn(4, 5))", "axis 'j' has size 4"),
+    ("torch.cat([torch.randn(2, 3), torch.randn(3, 4)], 1)", "torch.cat joins along one axis"),
+    ("torch.randn(3, 4).gather(1, torch.tensor([0, 1, 2]))", "gather's index"),
+    ("torch.randn(2, 3).sum(2)", "axes run from -2 to 1"),
+    ("torch.randn(3, 4).T.view(12)", "not contiguous"),
+    ("torch.randn(2, 3).double() @ torch.randn(3, 2)", "different dtypes"),
+    ("torch.randn(2, 3)[torch.tensor([0.0])]", "Indices must be integer tensors"),
+])
+def test_pytorch_shape_and_dtype_errors_get_a_hint_that_says_what_to_change(body, expected):
+    namespace = {"torch": torch, "F": torch.nn.functional}
+    exec(f"def layer_norm(x, w, b, eps=1e-5):\n    return {body}", namespace)
+    result = grade(LAYER_NORM, namespace["layer_norm"])
+    assert result.status == "error" and expected in result.failure.hint, result.summary()
+
+
 def test_infinite_loop_times_out():
     def layer_norm(x, w, b, eps=1e-5):
         while True:
@@ -98,6 +123,24 @@ def test_time_limit_leaves_no_tracer_or_alarm_behind():
     grade(dataclasses.replace(LAYER_NORM, timeout=0.2), layer_norm)
     assert sys.gettrace() is None
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0) and signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
+
+
+def test_a_time_out_names_the_clock_that_stopped_the_code():
+    """CPU time is the limit; the wall clock (WALL_FACTOR times longer) stops code that waits, and the
+    message must say which one it was, not claim the CPU limit for both."""
+    def busy(x, w, b, eps=1e-5):
+        while True:
+            pass
+
+    def sleepy(x, w, b, eps=1e-5):
+        time.sleep(60)
+
+    ex = dataclasses.replace(LAYER_NORM, timeout=0.2)
+    cpu = grade(ex, busy).failure
+    assert cpu.status == "timeout" and "0.2 s of CPU time (the limit)" in cpu.detail, cpu.render()
+    waited = grade(ex, sleepy).failure
+    assert waited.status == "timeout" and "0.8 s of wall-clock time" in waited.detail, waited.render()
+    assert "only 0.0 s of CPU time" in waited.detail and "time.sleep" in waited.hint, waited.render()
 
 
 def test_an_exercise_can_say_what_its_time_limit_means():

@@ -11,6 +11,7 @@ import contextlib
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +24,15 @@ _GRADER_DIRS = (str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 
 
 class TimeLimitReached(BaseException):
-    """Raised inside learner code by the alarm; a BaseException so `except Exception` can't swallow it."""
+    """Raised inside learner code by the alarm; a BaseException so `except Exception` can't swallow it.
+
+    `wall` says which limit stopped the code: False for the CPU-time limit (it kept computing), True for the
+    wall-clock backstop (it used little CPU: it waited, or the machine starved it); `cpu_seconds` is the
+    CPU time the block had used by then."""
+
+    def __init__(self, wall: bool = False, cpu_seconds: float = 0.0):
+        super().__init__()
+        self.wall, self.cpu_seconds = wall, cpu_seconds
 
 
 # A busy neighbour slows the wall clock, not the work: the limit counts the CPU time the
@@ -46,12 +55,16 @@ def time_limit(seconds: float) -> Iterator[None]:
     if not usable:
         yield
         return
-    state = {"expired": False, "inside": True}
+    state = {"expired": False, "inside": True, "wall": False, "cpu": 0.0}
+    started = time.process_time()
+
+    def reached() -> TimeLimitReached:
+        return TimeLimitReached(wall=state["wall"], cpu_seconds=state["cpu"])
 
     def interrupt_learner_lines(frame, event, arg):
         if (event in ("line", "call") and state["expired"] and state["inside"]
                 and not _is_ours(frame.f_code.co_filename)):
-            raise TimeLimitReached()
+            raise reached()
         return interrupt_learner_lines
 
     def on_limit(signum, frame):
@@ -61,13 +74,15 @@ def time_limit(seconds: float) -> Iterator[None]:
             return
         # Raising from a tracer switches tracing off, so each retry installs it again, on the
         # learner's frames only (those above the grader's own).
+        if not state["expired"]:  # the first alarm says which limit it was (retries come from the wall clock)
+            state["wall"], state["cpu"] = signum == signal.SIGALRM, time.process_time() - started
         state["expired"] = True
         sys.settrace(interrupt_learner_lines)
         while frame is not None and not _is_ours(frame.f_code.co_filename):
             frame.f_trace, frame.f_trace_lines = interrupt_learner_lines, True
             frame = frame.f_back
         signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
-        raise TimeLimitReached()
+        raise reached()
 
     previous = {sig: signal.signal(sig, on_limit) for sig in (signal.SIGALRM, signal.SIGPROF)}
     signal.setitimer(signal.ITIMER_PROF, seconds)
