@@ -99,9 +99,9 @@ def test_acdc_on_ioi(values):
 
 
 def test_eap_fails_with_the_kl_and_eap_ig_fixes_it(values):
-    assert values["eap_kl_max"] < 1e-6, "EAP's scores with the KL (clean-run gradient) are rounding noise: ~1e-8"
-    assert values["eap_kl_max64"] < 1e-14, "in float64 about 1e-17: the gradient is exactly zero"
-    assert values["eap_ig_kl_max"] > 0.5
+    assert 1e-9 < values["eap_kl_max"] < 1e-6, "EAP's scores with the KL (clean-run gradient) are rounding noise: ~1e-8"
+    assert values["eap_kl_max64"] < 1e-15, "in float64 about 1e-17: the gradient is exactly zero"
+    assert 1.5 < values["eap_ig_kl_max"] < 2.0, "the notebook: EAP-IG's 1.7"
     assert values["eap_ig_kl_max"] / values["eap_kl_max"] > 1e7, "eight orders of magnitude below EAP-IG's"
     top = values["k_in_top"]
     assert top["EAP-IG KL"] == 4 and top["EAP-IG log-prob"] == 4 and top["EAP log-prob"] == 4
@@ -117,7 +117,7 @@ def test_the_kl_noise_follows_the_circuit_as_a_random_direction_does(values):
 
 def test_the_kl_gradient_on_the_corrupted_run_sees_the_circuit(values):
     largest, k_edges, reference = values["kl_corrupted"]
-    assert 1.0 < largest < 10.0, "real scores, the largest about 4"
+    assert 3.5 < largest < 5.0, "real scores, the largest about 4"
     assert reference == 15 and k_edges == 3, "the notebook: 15 of the 17 reference edges"
 
 
