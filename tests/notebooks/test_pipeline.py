@@ -31,7 +31,8 @@ def test_learner_notebook_is_synced_and_has_no_outputs(path):
 def test_learner_notebook_has_a_colab_badge_and_set_up_cell_from_the_one_url(path):
     nb = nbformat.read(path, as_version=4)
     url = pipeline.repository_url()
-    assert "colab-badge.svg" in nb.cells[0].source and url.removeprefix("https://github.com/") in nb.cells[0].source
+    assert pipeline.colab_badge(path) in nb.cells[0].source and url.removeprefix("https://github.com/") in nb.cells[0].source
+    assert "![" not in nb.cells[0].source, "an image in the title cell is broken offline (utils.notebooks.pipeline.colab_badge)"
     assert nb.cells[1].source == pipeline.colab_cell_source() and url in nb.cells[1].source
 
 

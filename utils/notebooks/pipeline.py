@@ -40,12 +40,16 @@ def learner_notebooks() -> list[Path]:
 
 # -- the generated cells --------------------------------------------------------------
 
+COLAB_OPEN = "https://colab.research.google.com/github/"
+
+
 def colab_badge(path: Path) -> str:
+    """The notebook's "Open in Colab" link. A text link, not Colab's badge image: offline (a local
+    JupyterLab, the browser test) that image cannot load, shows as broken and logs console errors."""
     url, ref = course_settings()
     slug = url.removeprefix("https://github.com/")
     rel = path.resolve().relative_to(ROOT).as_posix()
-    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-            f"(https://colab.research.google.com/github/{slug}/blob/{ref}/{rel})")
+    return f"**[Open in Colab]({COLAB_OPEN}{slug}/blob/{ref}/{rel})**"
 
 
 def exercise_line(ex: Exercise) -> str:
@@ -101,7 +105,7 @@ def synced(path: Path) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=4)
     exercises = notebook_exercises(path)
     title = nb.cells[0]
-    lines = [line for line in title.source.splitlines() if "colab-badge.svg" not in line]
+    lines = [line for line in title.source.splitlines() if COLAB_OPEN not in line]  # the link (or an older badge)
     title.source = "\n".join([lines[0], "", colab_badge(path), *lines[1:]]).replace("\n\n\n", "\n\n").rstrip()
     if len(nb.cells) < 2 or not nb.cells[1].source.startswith(COLAB_MARKER):
         raise ValueError(f"{path}: the second cell must be the Colab cell (start it with '{COLAB_MARKER}')")
