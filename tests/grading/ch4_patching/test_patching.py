@@ -648,7 +648,8 @@ def _fs_gather(model, tokens, answers, roles, heads):
     last = logits[:, -1]
     correct, wrong = last.gather(1, answers[:, :1]), last.gather(1, answers[:, 1:])
     out = {"accuracy": (correct > wrong).float().mean().item()}
-    patterns = torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][:, h, -1] for l, h in heads], dim=1)  # [b, heads, key]
+    # [batch, heads, key]
+    patterns = torch.stack([cache[f"blocks.{l}.attn.hook_pattern"][:, h, -1] for l, h in heads], dim=1)
     for role, pos in roles.items():
         index = pos[:, None, None].expand(-1, len(heads), 1)
         out[role] = patterns.gather(2, index).mean().item()
