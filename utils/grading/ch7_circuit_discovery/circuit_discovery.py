@@ -120,12 +120,17 @@ def _layer_of(name: str) -> tuple[int, int]:
 
 def _why_not_an_edge(sender, receiver) -> str:
     """The rule an extra (sender, receiver) pair breaks, in words."""
-    names_ok = all(isinstance(n, str) for n in (sender, receiver))
-    if not names_ok or receiver == "embed" or sender == "logits" or receiver.count(".") == 1:
-        return "not a (sender, receiver) pair of names (receivers are 'a0.1.q', '.k', '.v', 'm0' and 'logits')"
+    names = "not a (sender, receiver) pair of this model's names (senders 'embed', 'a0.1', 'm0'; receivers " \
+            "'a0.1.q', 'a0.1.k', 'a0.1.v', 'm0', 'logits')"
+    if not all(isinstance(n, str) for n in (sender, receiver)) or receiver == "embed" or sender == "logits" \
+            or receiver.count(".") == 1 or sender.count(".") > 1:
+        return names
     if node_of(receiver) == sender:
         return "a component reading its own output"
-    (s_layer, s_mlp), (r_layer, r_mlp) = _layer_of(sender), _layer_of(receiver)
+    try:
+        (s_layer, s_mlp), (r_layer, r_mlp) = _layer_of(sender), _layer_of(receiver)
+    except ValueError:
+        return names
     if (s_layer, s_mlp) > (r_layer, r_mlp):
         return "a sender that comes after its receiver"
     if s_layer == r_layer and not s_mlp and not r_mlp:
@@ -136,10 +141,14 @@ def _why_not_an_edge(sender, receiver) -> str:
 def _name_the_edges(check, name, args, error):
     """`error` again, naming the edges that differ, for a list that no known mistake explains."""
     got, expected = check.run(*args, case=name), ref.graph_edges(*args)
+    if not isinstance(got, (list, tuple)):  # not a list: the checker's own message says what it got
+        raise error from None
     try:
         got = [tuple(e) for e in got]
         got_set, expected_set = set(got), set(expected)
     except TypeError:
+        raise error from None
+    if not all(len(e) == 2 for e in got):  # not pairs: the checker's own message says what it got
         raise error from None
     extra = [e for e in got if e not in expected_set]
     missing = [e for e in expected if e not in got_set]
