@@ -186,6 +186,11 @@ def generic_diagnosis(got: Any, expected: Any, *, atol: float = 1e-5, rtol: floa
     g, e = plain(got).detach().cpu(), expected.detach().cpu()
     if g.shape != e.shape:
         return _shape_diagnosis(tuple(g.shape), tuple(e.shape))
+    if g.dtype != e.dtype and g.is_floating_point() and e.is_floating_point():
+        return ("another float dtype", f"Your output is {_dtype(g)} where {_dtype(e)} is expected. Later cells "
+                f"combine it with {_dtype(e)} tensors, and a matrix product of two float dtypes fails ('expected m1 "
+                f"and m2 to have the same dtype'): convert at the end with .to(torch.{_dtype(e)}). torch.tensor of "
+                "Python floats, numpy and .double() make float64.")
     if g.dtype != e.dtype and g.is_floating_point() != e.is_floating_point():
         return ("integer vs float dtype", f"Your output is {_dtype(g)} where {_dtype(e)} is expected: "
                 + ("token ids and counts stay integers (use //, .long(), or integer-valued functions)."

@@ -750,10 +750,25 @@ def _fb_float64(p):
     return B / B.norm(dim=1, keepdim=True)
 
 
+def _sd_float64(p, freqs):
+    s = _ab_grid(p).double()
+    D = torch.stack([f(2 * math.pi * k * s / p) for k in freqs for f in (torch.cos, torch.sin)])
+    return D / D.norm(dim=1, keepdim=True)
+
+
+def _cp_float64(p, freqs):
+    a = torch.arange(p).repeat_interleave(p)[:, None]
+    b = torch.arange(p).repeat(p)[:, None]
+    c = torch.arange(p)[None]
+    return torch.stack([torch.cos(2 * math.pi * k * (a + b - c) / p) for k in torch.tensor(freqs, dtype=torch.float64)])
+
+
 AUDIT_VARIANTS = {
     "ch5.key_frequencies": [Wrong("norm > threshold x max", _kf_strict, mistake="strictly above")],
     "ch5.accuracy": [Wrong("a tensor, not a float", _acc_tensor, mistake="not a float")],
-    "ch5.fourier_basis": [Right("float64 basis", _fb_float64)],
+    "ch5.fourier_basis": [Wrong("float64 basis (breaks basis @ W_E)", _fb_float64, mistake="float64")],
+    "ch5.sum_directions": [Wrong("float64 directions (break D @ logits)", _sd_float64, mistake="float64")],
+    "ch5.cos_predictors": [Wrong("float64 predictors", _cp_float64, mistake="float64")],
 }
 for _id, _variants in AUDIT_VARIANTS.items():
     VARIANTS[_id] = VARIANTS[_id] + _variants

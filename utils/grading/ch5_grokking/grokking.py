@@ -106,6 +106,16 @@ def test_accuracy(check):
 # -- 2. Fourier basis ----------------------------------------------------------------------------
 
 
+def _float64(reference, where: str) -> Mistake:
+    """The right values in float64: the notebook's later cells multiply the result with the model's float32
+    weights or logits, and a matrix product of float64 and float32 fails."""
+    return Mistake("float64", f"Return float32, as the model's tensors are: the notebook later computes {where}, "
+                   "and a product of a float64 and a float32 tensor fails ('expected m1 and m2 to have the same "
+                   "dtype'). torch.tensor of Python floats, numpy and .double() make float64: end with .float(), or "
+                   "compute in float64 for accuracy and convert at the end.",
+                   lambda *args: reference(*args).double())
+
+
 @exercise(difficulty=2, minutes=15, hints=[
     "Start with the constant function, then for k = 1 … (p-1)/2 the pair cos(2πkx/p), sin(2πkx/p).",
     "That gives 1 + 2·(p-1)/2 = p rows; divide each row by its own norm so that B @ B.T = I.",
@@ -120,9 +130,10 @@ def test_fourier_basis(check):
                 lambda p: _normalise(_raw_basis(p, constant=False))),
         Mistake("sin and cos swapped", "For each frequency put cos before sin: row 2k-1 is cos(2πkx/p), "
                 "row 2k is sin.", lambda p: _normalise(_raw_basis(p, swap=True))),
+        _float64(ref.fourier_basis, "`basis @ W_E` (in to_fourier)"),
     ]
-    check.case("p = 5", 5, mistakes=mistakes, check_dtype=False)  # float64 is as good here
-    check.case("p = 13", 13, mistakes=mistakes, check_dtype=False)
+    check.case("p = 5", 5, mistakes=mistakes)
+    check.case("p = 13", 13, mistakes=mistakes)
 
 
 @exercise(difficulty=1, minutes=5, hints=[
@@ -308,9 +319,10 @@ def test_cos_predictors(check):
         Mistake("no 2π", "The angle is w = 2πk/p, not k/p.", lambda p, f: variant(p, f, two_pi=False)),
         Mistake("sin", "The predictor is a cosine: it is 1, its largest value, at c = a + b.",
                 lambda p, f: variant(p, f, wave=torch.sin)),
+        _float64(ref.cos_predictors, "the fit of the float32 logits by the predictors (in variance_explained)"),
     ]
-    check.case("p = 7, k = 1, 3", 7, [1, 3], mistakes=mistakes, atol=1e-4, check_dtype=False)
-    check.case("p = 11, k = 2", 11, [2], mistakes=mistakes, atol=1e-4, check_dtype=False)
+    check.case("p = 7, k = 1, 3", 7, [1, 3], mistakes=mistakes, atol=1e-4)
+    check.case("p = 11, k = 2", 11, [2], mistakes=mistakes, atol=1e-4)
 
 
 @exercise(difficulty=3, minutes=20, atol=1e-4, hints=[
@@ -442,9 +454,10 @@ def test_sum_directions(check):
         Mistake("cos block then sin block", "Interleave: cos and sin of the first frequency, then of the "
                 "second, and so on.", lambda p, f: _waves(p, f, blocked=True)),
         Mistake("no 2π", "The angle is w = 2πk/p, not k/p.", lambda p, f: _waves(p, f, two_pi=False)),
+        _float64(ref.sum_directions, "`D @ logits` (in restricted_logits and excluded_logits)"),
     ]
-    check.case("p = 5, k = 1, 2", 5, [1, 2], mistakes=mistakes, atol=1e-5, check_dtype=False)
-    check.case("p = 7, k = 3", 7, [3], mistakes=mistakes, atol=1e-5, check_dtype=False)
+    check.case("p = 5, k = 1, 2", 5, [1, 2], mistakes=mistakes, atol=1e-5)
+    check.case("p = 7, k = 3", 7, [3], mistakes=mistakes, atol=1e-5)
 
 
 def _grid_logits(check, p, freqs):
