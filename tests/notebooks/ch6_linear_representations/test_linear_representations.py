@@ -22,6 +22,7 @@ READ = {
     "n_test": "test_resid.shape[1]",
     "probe_acc": "probe_acc",
     "probe_acc_occupied": "probe_acc_occupied",
+    "probe_acc_empty": "probe_acc_empty",
     "empty_share": "empty_share",
     "best": "BEST",
     "places": "PLACES",
@@ -63,8 +64,8 @@ def test_probe_samples_match_the_prose(values):
 
 def test_mine_theirs_probes_beat_black_white_at_every_block(values):
     """Section 2: mine/theirs at the best place (block 2) above 90% over all squares, clearly above black/white at
-    every block; over 40% of the pairs are empty; on occupied squares mine/theirs reads about 85% and black/white
-    hardly above 50% at every block."""
+    every block; over 40% of the pairs are empty, told from occupied almost perfectly from block 0 on; on occupied
+    squares mine/theirs reads about 85% and black/white hardly above 50% at every block."""
     mt, bw = values["probe_acc"]["mine/theirs"], values["probe_acc"]["black/white"]
     mt_occupied, bw_occupied = values["probe_acc_occupied"]["mine/theirs"], values["probe_acc_occupied"]["black/white"]
     best = values["best"]
@@ -73,18 +74,19 @@ def test_mine_theirs_probes_beat_black_white_at_every_block(values):
     assert all(m - b >= 0.1 for m, b in zip(mt[1:], bw[1:])), (mt, bw)
     assert mt[best] - mt[0] > 0.15
     assert 0.4 <= values["empty_share"] <= 0.5
+    assert all(a >= 0.99 for frame in ("mine/theirs", "black/white") for a in values["probe_acc_empty"][frame][1:])
     assert 0.82 <= mt_occupied[best] <= 0.88, mt_occupied
     assert all(0.5 <= b <= 0.62 for b in bw_occupied[1:]), bw_occupied
     assert all(m < a for m, a in zip(mt_occupied, mt)), (mt_occupied, mt)
 
 
 def test_placed_colour_baseline_and_flipped_stones(values):
-    """Section 2: giving every stone its placer's colour scores about 81%, some ten points below the best probe;
+    """Section 2: giving every stone its placer's colour scores 81.5%, some ten points below the best probe;
     on flipped stones (where that rule scores 0) the probe reads about three in four (77%), up from about half
     at the embedding; on stones never flipped it reads about 89%, below the rule's 100%."""
     best = values["best"]
     trained = values["probe_acc"]["mine/theirs"][best]
-    assert 0.79 <= values["baseline_acc"] <= 0.83
+    assert 0.8145 <= values["baseline_acc"] < 0.8155  # printed as 0.815, "81.5%"
     assert 0.07 <= trained - values["baseline_acc"] <= 0.13
     assert values["baseline_acc_occupied"] < values["probe_acc_occupied"]["mine/theirs"][best]
     assert 0.2 <= values["flipped_share"] <= 0.45
