@@ -78,7 +78,8 @@ def acdc(edges: list[tuple[str, str]], metric_without: Callable[[set], float],
     """ACDC (Conmy et al. 2023): visit the edges from the output backwards (the reverse of `edges`, which is
     in forward order); remove an edge for good if removing it, on top of everything removed so far, raises
     `metric_without(removed)` (e.g. the KL from the clean model) by strictly less than `threshold` (a rise of
-    exactly `threshold` keeps the edge).
+    exactly `threshold` keeps the edge). Each call of `metric_without` is a forward pass: call it once at the start
+    and once per edge (len(edges) + 1 calls in all).
 
     Returns the kept edges in forward order."""
     removed: set = set()
@@ -96,7 +97,9 @@ def prune_dangling(edges: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
     An edge out of a node that reaches the logits through no kept edge changes nothing; an edge out of a
     node none of whose inputs is kept carries that node's corrupted output (all it reads is corrupted).
-    Receivers "a1.2.q/k/v" belong to the node "a1.2"; remove edges until nothing changes."""
+    Receivers "a1.2.q/k/v" belong to the node "a1.2"; remove edges until nothing changes.
+
+    Returns a list of the kept edges in the order they come in `edges`."""
     kept = list(edges)
     while True:
         fed = {"embed"} | {node_of(r) for s, r in kept if s == "embed"}
@@ -223,7 +226,10 @@ def edge_faithfulness(em, tokens: Int[Tensor, "batch pos"], corrupted_outs: Floa
 def corrupt_senders_mask(adjacency: Bool[Tensor, "sender receiver"],
                          senders: list[int]) -> Bool[Tensor, "sender receiver"]:
     """The keep mask that corrupts every edge *out of* the given senders and keeps every other edge:
-    patching a node is patching all its outgoing edges at once."""
+    patching a node is patching all its outgoing edges at once.
+
+    True exactly on the edges that stay clean: False on the given senders' edges and, as in `adjacency`, on
+    every pair that is not an edge."""
     keep = adjacency.clone()
     keep[senders] = False
     return keep

@@ -824,3 +824,636 @@ VARIANTS = {
         Right("advanced indexing", _assemble_index),
     ],
 }
+
+
+# -- blind test 1: mistakes that got only generic feedback, and more of their kind ----------------------------------
+
+
+def _ri_kept_only(current, source, keep):
+    return current[keep].sum(0)
+
+
+def _ri_masked_product(current, source, keep):
+    return (current * keep[:, None, None, None]).sum(0)
+
+
+def _ri_source_only(current, source, keep):
+    return source[~keep].sum(0)
+
+
+def _ri_no_sum(current, source, keep):
+    return torch.where(keep[:, None, None, None], current, source)
+
+
+def _ri_sum_last(current, source, keep):
+    return torch.where(keep.view(-1, 1, 1, 1), current, source).sum(-1)
+
+
+def _ri_float_weights(current, source, keep):
+    w = keep.float()[:, None, None, None]
+    return (w * current + (1 - w) * source).sum(dim=0)
+
+
+def _ri_einsum(current, source, keep):
+    w = keep.to(current.dtype)
+    return einops.einsum(w, current, "s, s b p d -> b p d") + einops.einsum(1 - w, source, "s, s b p d -> b p d")
+
+
+def _kl_div_default(clean_logits, logits, positions):
+    p = clean_logits[:, positions].log_softmax(-1)
+    q = logits[:, positions].log_softmax(-1)
+    return torch.nn.functional.kl_div(q, p, log_target=True)
+
+
+def _kl_total(clean_logits, logits, positions):
+    p = clean_logits[:, positions].log_softmax(-1)
+    q = logits[:, positions].log_softmax(-1)
+    return (p.exp() * (p - q)).sum()
+
+
+def _kl_softmax_positions(clean_logits, logits, positions):
+    p = clean_logits[:, positions].log_softmax(dim=1)
+    q = logits[:, positions].log_softmax(dim=1)
+    return (p.exp() * (p - q)).sum(-1).mean()
+
+
+def _kl_index_select(clean_logits, logits, positions):
+    p = clean_logits.index_select(1, positions).softmax(-1)
+    log_p = clean_logits.index_select(1, positions).log_softmax(-1)
+    log_q = logits.index_select(1, positions).log_softmax(-1)
+    return (p * (log_p - log_q)).sum(-1).mean()
+
+
+def _lp_loss(logits, tokens, seq_len):
+    x = logits[:, seq_len + 1:2 * seq_len]
+    y = tokens[:, seq_len + 2:2 * seq_len + 1]
+    return torch.nn.functional.cross_entropy(x.reshape(-1, x.shape[-1]), y.reshape(-1))
+
+
+def _lp_minus_loss(logits, tokens, seq_len):
+    return -_lp_loss(logits, tokens, seq_len)
+
+
+def _lp_stop_early(logits, tokens, seq_len):
+    pos = torch.arange(seq_len + 1, 2 * seq_len - 1)
+    lp = logits[:, pos].log_softmax(-1)
+    return lp.gather(-1, tokens[:, pos + 1, None]).mean()
+
+
+def _lp_start_late(logits, tokens, seq_len):
+    lp = logits[:, seq_len + 2:-1].log_softmax(-1)
+    return lp.gather(-1, tokens[:, seq_len + 3:, None]).mean()
+
+
+def _lp_sum_positions(logits, tokens, seq_len):
+    lp = logits[:, seq_len + 1:-1].log_softmax(-1)
+    return lp.gather(-1, tokens[:, seq_len + 2:, None])[..., 0].sum(-1).mean()
+
+
+def _lp_softmax_dim1(logits, tokens, seq_len):
+    lp = logits.log_softmax(dim=1)[:, seq_len + 1:2 * seq_len]
+    return lp.gather(-1, tokens[:, seq_len + 2:, None]).mean()
+
+
+def _lp_negative_end(logits, tokens, seq_len):
+    lp = torch.log_softmax(logits[:, seq_len + 1:-1], dim=-1)
+    return torch.take_along_dim(lp, tokens[:, seq_len + 2:, None], dim=-1).mean()
+
+
+def _acdc_recompute(edges, metric_without, threshold):
+    removed = set()
+    for edge in reversed(edges):
+        if metric_without(removed | {edge}) - metric_without(removed) < threshold:
+            removed.add(edge)
+    return [e for e in edges if e not in removed]
+
+
+def _acdc_try_and_undo(edges, metric_without, threshold):
+    removed, current = set(), metric_without(set())
+    for edge in edges[::-1]:
+        removed.add(edge)
+        value = metric_without(removed)
+        if value - current >= threshold:
+            removed.discard(edge)
+        else:
+            current = value
+    return [e for e in edges if e not in removed]
+
+
+def _prune_local_once(edges):
+    has_in = {node_of(r) for _, r in edges} | {"embed"}
+    has_out = {s for s, _ in edges} | {"logits"}
+    return [(s, r) for s, r in edges if s in has_in and node_of(r) in has_out]
+
+
+def _prune_local_sides_once(edges):
+    fed = {"embed"} | {node_of(r) for _, r in edges}
+    edges = [(s, r) for s, r in edges if s in fed]
+    heard = {"logits"} | {s for s, _ in edges}
+    return [(s, r) for s, r in edges if node_of(r) in heard]
+
+
+def _prune_local_twice(edges):
+    return _prune_local_once(_prune_local_once(edges))
+
+
+def _prune_local_fixed_point(edges):
+    kept = list(edges)
+    while True:
+        new = _prune_local_once(kept)
+        if new == kept:
+            return kept
+        kept = new
+
+
+def _prune_one_sweep(edges):
+    fed, heard = {"embed"}, {"logits"}
+    for s, r in edges:  # one sweep in list order: misses a chain listed backwards
+        if s in fed:
+            fed.add(node_of(r))
+    for s, r in reversed(edges):
+        if node_of(r) in heard:
+            heard.add(s)
+    return [(s, r) for s, r in edges if s in fed and node_of(r) in heard]
+
+
+def _prune_bfs(edges):
+    from collections import deque
+
+    def reach(start, step):
+        seen, queue = {start}, deque([start])
+        while queue:
+            node = queue.popleft()
+            for nxt in step(node):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    queue.append(nxt)
+        return seen
+
+    fed = reach("embed", lambda n: [node_of(r) for s, r in edges if s == n])
+    heard = reach("logits", lambda n: [s for s, r in edges if node_of(r) == n])
+    return [(s, r) for s, r in edges if s in fed and node_of(r) in heard]
+
+
+def _prune_sorted(edges):
+    return sorted(_prune_bfs(edges))
+
+
+def _prune_set(edges):
+    return set(_prune_bfs(edges))
+
+
+def _eap_abs(clean_outs, corrupted_outs, grads, adjacency):
+    s = einops.einsum(corrupted_outs - clean_outs, grads, "s b p d, r b p d -> s r")
+    return s.abs() * adjacency
+
+
+def _eap_batch_mean(clean_outs, corrupted_outs, grads, adjacency):
+    s = einops.einsum(corrupted_outs - clean_outs, grads, "s b p d, r b p d -> s r") / grads.shape[1]
+    return s * adjacency
+
+
+def _eap_mean_over_pos(clean_outs, corrupted_outs, grads, adjacency):
+    s = einops.einsum(corrupted_outs - clean_outs, grads, "s b p d, r b p d -> s b p r").mean((1, 2))
+    return torch.where(adjacency, s, 0.0)
+
+
+def _eap_receiver_first(clean_outs, corrupted_outs, grads, adjacency):
+    return einops.einsum(grads, corrupted_outs - clean_outs, "r b p d, s b p d -> r s") * adjacency.T
+
+
+def _eap_loop(clean_outs, corrupted_outs, grads, adjacency):
+    out = torch.zeros(adjacency.shape, dtype=grads.dtype)
+    for s, r in adjacency.nonzero().tolist():
+        out[s, r] = ((corrupted_outs[s] - clean_outs[s]) * grads[r]).sum()
+    return out
+
+
+def _eap_edges_unmasked(em, clean_tokens, corrupted_tokens, metric):
+    clean_outs = em.sender_outputs(clean_tokens)
+    corrupted_outs = em.sender_outputs(corrupted_tokens)
+    grads = ref.receiver_gradients(em, clean_tokens, metric)
+    return einops.einsum(corrupted_outs - clean_outs, grads, "s b p d, r b p d -> s r")
+
+
+def _eap_edges_abs(em, clean_tokens, corrupted_tokens, metric):
+    return _eap_edges(em, clean_tokens, corrupted_tokens, metric).abs()
+
+
+def _eap_edges_mean(em, clean_tokens, corrupted_tokens, metric):
+    clean_outs = em.sender_outputs(clean_tokens)
+    corrupted_outs = em.sender_outputs(corrupted_tokens)
+    grads = ref.receiver_gradients(em, clean_tokens, metric)
+    return ref.eap_scores(clean_outs, corrupted_outs, grads, em.graph.adjacency) / len(clean_tokens)
+
+
+def _eap_edges_same_run(em, clean_tokens, corrupted_tokens, metric):
+    clean_outs = em.sender_outputs(clean_tokens)
+    corrupted_outs = em.sender_outputs(clean_tokens)  # typo: the clean tokens twice
+    grads = ref.receiver_gradients(em, clean_tokens, metric)
+    return ref.eap_scores(clean_outs, corrupted_outs, grads, em.graph.adjacency)
+
+
+def _path_steps_plus_one(clean, corrupted, steps):
+    alpha = torch.linspace(0, 1, steps + 1)
+    return corrupted + alpha[:, None, None, None] * (clean - corrupted)
+
+
+def _path_over_steps_plus_one(clean, corrupted, steps):
+    return torch.stack([corrupted + k / (steps + 1) * (clean - corrupted) for k in range(1, steps + 1)])
+
+
+def _path_steps_last(clean, corrupted, steps):
+    return torch.stack([corrupted + k / steps * (clean - corrupted) for k in range(1, steps + 1)], dim=-1)
+
+
+def _path_linspace_drop_first(clean, corrupted, steps):
+    alpha = torch.linspace(0, 1, steps + 1)[1:].to(clean)
+    return corrupted + alpha.view(-1, 1, 1, 1) * (clean - corrupted)
+
+
+def _path_einops(clean, corrupted, steps):
+    alpha = torch.arange(1, steps + 1).to(clean) / steps
+    return einops.rearrange(alpha, "k -> k 1 1 1") * clean + einops.rearrange(1 - alpha, "k -> k 1 1 1") * corrupted
+
+
+def _ig_first_point(em, clean_tokens, corrupted_tokens, metric, steps=5):
+    clean_outs = em.sender_outputs(clean_tokens)
+    corrupted_outs = em.sender_outputs(corrupted_tokens)
+    point = ref.ig_path(clean_outs[0], corrupted_outs[0], steps)[0]
+    delta = em.zero_delta(clean_tokens)
+    with torch.enable_grad():
+        metric(em.run(clean_tokens, receiver_delta=delta, embed=point)).backward()
+    return ref.eap_scores(clean_outs, corrupted_outs, delta.grad, em.graph.adjacency)
+
+
+def _ig_points(em, clean_tokens, corrupted_tokens, metric, steps, alphas, *, divide_by=None, shared=False,
+               post=None):
+    clean_outs = em.sender_outputs(clean_tokens)
+    corrupted_outs = em.sender_outputs(corrupted_tokens)
+    total = 0
+    delta = em.zero_delta(clean_tokens)
+    for alpha in alphas:
+        if not shared:
+            delta = em.zero_delta(clean_tokens)
+        embed = torch.lerp(corrupted_outs[0], clean_outs[0], float(alpha))
+        with torch.enable_grad():
+            metric(em.run(clean_tokens, receiver_delta=delta, embed=embed)).backward()
+        total = total + delta.grad
+    grads = total / (divide_by or len(alphas))
+    if post == "unmasked":
+        return einops.einsum(corrupted_outs - clean_outs, grads, "s b p d, r b p d -> s r")
+    scores = ref.eap_scores(clean_outs, corrupted_outs, grads, em.graph.adjacency)
+    return scores.abs() if post == "abs" else scores
+
+
+def _ig_linspace_plus_one(em, clean_tokens, corrupted_tokens, metric, steps=5):
+    return _ig_points(em, clean_tokens, corrupted_tokens, metric, steps, torch.linspace(0, 1, steps + 1))
+
+
+def _ig_linspace(em, clean_tokens, corrupted_tokens, metric, steps=5):
+    return _ig_points(em, clean_tokens, corrupted_tokens, metric, steps, torch.linspace(0, 1, steps))
+
+
+def _ig_shared_delta(em, clean_tokens, corrupted_tokens, metric, steps=5):
+    return _ig_points(em, clean_tokens, corrupted_tokens, metric, steps, [k / steps for k in range(1, steps + 1)],
+                      shared=True)
+
+
+def _ig_shared_delta_read_once(em, clean_tokens, corrupted_tokens, metric, steps=5):
+    clean_outs = em.sender_outputs(clean_tokens)
+    corrupted_outs = em.sender_outputs(corrupted_tokens)
+    delta = em.zero_delta(clean_tokens)  # .grad accumulates over the runs: read it once at the end
+    for point in ref.ig_path(clean_outs[0], corrupted_outs[0], steps):
+        with torch.enable_grad():
+            metric(em.run(clean_tokens, receiver_delta=delta, embed=point)).backward()
+    return ref.eap_scores(clean_outs, corrupted_outs, delta.grad / steps, em.graph.adjacency)
+
+
+def _ig_unmasked(em, clean_tokens, corrupted_tokens, metric, steps=5):
+    return _ig_points(em, clean_tokens, corrupted_tokens, metric, steps, [k / steps for k in range(1, steps + 1)],
+                      post="unmasked")
+
+
+def _ig_abs(em, clean_tokens, corrupted_tokens, metric, steps=5):
+    return _ig_points(em, clean_tokens, corrupted_tokens, metric, steps, [k / steps for k in range(1, steps + 1)],
+                      post="abs")
+
+
+def _top_abs_after_mask(scores, adjacency, k):
+    flat = scores.masked_fill(~adjacency, float("-inf")).abs().flatten()
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    mask[flat.topk(k).indices] = True
+    return mask.view_as(adjacency)
+
+
+def _roc_vectorised(scores, labels, *, strict=False, swap=False, origin=True, end=False):
+    t = torch.unique(scores, sorted=True).flip(0)
+    pred = scores[None, :] > t[:, None] if strict else scores[None, :] >= t[:, None]
+    fpr = (pred & ~labels).sum(1).float() / (~labels).sum()
+    tpr = (pred & labels).sum(1).float() / labels.sum()
+    if origin:
+        fpr, tpr = torch.cat([torch.zeros(1), fpr]), torch.cat([torch.zeros(1), tpr])
+    if end:
+        fpr, tpr = torch.cat([fpr, torch.ones(1)]), torch.cat([tpr, torch.ones(1)])
+    return (tpr, fpr) if swap else (fpr, tpr)
+
+
+def _roc_inf_first(scores, labels):
+    thresholds = torch.cat([torch.tensor([float("inf")]), torch.unique(scores).flip(0)])
+    called = scores[None] >= thresholds[:, None]
+    return ((called & ~labels).sum(1) / (~labels).sum()).float(), ((called & labels).sum(1) / labels.sum()).float()
+
+
+def _auc_zip(fpr, tpr):
+    f, t = fpr.tolist(), tpr.tolist()
+    return sum((x1 - x0) * (y0 + y1) / 2 for x0, x1, y0, y1 in zip(f, f[1:], t, t[1:]))
+
+
+def _faith_runs(em, tokens, corrupted_outs, keep, metric):
+    with torch.no_grad():
+        clean = metric(em.run(tokens))
+        nothing = metric(em.run(tokens, keep=torch.zeros_like(keep), source=corrupted_outs))
+        circuit = metric(em.run(tokens, keep=keep, source=corrupted_outs))
+    return clean, nothing, circuit
+
+
+def _faith_lost(em, tokens, corrupted_outs, keep, metric):
+    clean, nothing, circuit = _faith_runs(em, tokens, corrupted_outs, keep, metric)
+    return ((clean - circuit) / (clean - nothing)).item()
+
+
+def _faith_clean_source(em, tokens, corrupted_outs, keep, metric):
+    clean = metric(em.run(tokens))
+    nothing = metric(em.run(tokens, keep=torch.zeros_like(keep), source=em.sender_outputs(tokens)))
+    circuit = metric(em.run(tokens, keep=keep, source=corrupted_outs))
+    return ((circuit - nothing) / (clean - nothing + 1e-12)).item()
+
+
+def _faith_complement(em, tokens, corrupted_outs, keep, metric):
+    clean = metric(em.run(tokens))
+    nothing = metric(em.run(tokens, keep=~keep, source=corrupted_outs))
+    circuit = metric(em.run(tokens, keep=keep, source=corrupted_outs))
+    return ((circuit - nothing) / (clean - nothing)).item()
+
+
+def _faith_difference(em, tokens, corrupted_outs, keep, metric):
+    clean, nothing, circuit = _faith_runs(em, tokens, corrupted_outs, keep, metric)
+    return (circuit - nothing).item()
+
+
+def _faith_over_missing(em, tokens, corrupted_outs, keep, metric):
+    clean, nothing, circuit = _faith_runs(em, tokens, corrupted_outs, keep, metric)
+    return ((circuit - nothing) / (clean - circuit)).item()
+
+
+def _faith_signs_flipped(em, tokens, corrupted_outs, keep, metric):
+    clean, nothing, circuit = _faith_runs(em, tokens, corrupted_outs, keep, metric)
+    return float((nothing - circuit) / (nothing - clean))
+
+
+def _senders_isin(adjacency, senders):
+    rows = torch.isin(torch.arange(adjacency.shape[0], device=adjacency.device),
+                      torch.tensor(senders, device=adjacency.device))
+    return adjacency & ~rows[:, None]
+
+
+def _senders_last_only(adjacency, senders):
+    for s in senders:
+        keep = adjacency.clone()
+        keep[s] = False
+    return keep
+
+
+def _senders_first_only(adjacency, senders):
+    keep = adjacency.clone()
+    keep[senders[0]] = False
+    return keep
+
+
+def _senders_ones_columns(adjacency, senders):
+    keep = torch.ones_like(adjacency)
+    keep[:, senders] = False
+    return keep
+
+
+def _assemble_reshape(outputs):
+    p, b, _, d = outputs.shape
+    return torch.diagonal(outputs, dim1=0, dim2=2).reshape(b, p, d)
+
+
+def _assemble_stack_reshape(outputs):
+    p, b, _, d = outputs.shape
+    return torch.stack([outputs[i, :, i] for i in range(p)]).reshape(b, p, d)
+
+
+def _assemble_stack_dim0(outputs):
+    return torch.stack([outputs[i, :, i] for i in range(outputs.shape[0])])
+
+
+def _assemble_diagonal_only(outputs):
+    return outputs.diagonal(dim1=0, dim2=2)
+
+
+def _assemble_permute(outputs):
+    return torch.diagonal(outputs, dim1=0, dim2=2).permute(0, 2, 1)
+
+
+def _assemble_gather(outputs):
+    idx = torch.arange(outputs.shape[0])
+    return einops.rearrange(outputs[idx, :, idx], "pos batch d -> batch pos d")
+
+
+VARIANTS_BLIND_1 = {
+    "ch7.receiver_input": [
+        Wrong("only the kept senders summed", _ri_kept_only, mistake="source terms dropped"),
+        Wrong("current times keep, summed", _ri_masked_product, mistake="source terms dropped"),
+        Wrong("only the patched senders' source outputs", _ri_source_only, mistake="current terms dropped"),
+        Wrong("no sum over senders", _ri_no_sum, mistake="not summed over senders"),
+        Wrong("summed over d_model", _ri_sum_last, mistake="summed over the wrong axis"),
+        Right("float weights", _ri_float_weights),
+        Right("einsum with weights", _ri_einsum),
+    ],
+    "ch7.kl_from_clean": [
+        Wrong("F.kl_div, default reduction", _kl_div_default, mistake="averaged over the vocabulary"),
+        Wrong("summed over everything", _kl_total, mistake="summed over everything"),
+        Wrong("log_softmax over positions", _kl_softmax_positions, mistake="softmax over the wrong axis"),
+        Right("index_select", _kl_index_select),
+    ],
+    "ch7.induction_log_prob": [
+        Wrong("cross_entropy returned", _lp_loss, mistake="loss, not log-prob"),
+        Wrong("range stops one early", _lp_stop_early, mistake="stops one position early"),
+        Wrong("starts one late", _lp_start_late, mistake="starts one position late"),
+        Wrong("sum over positions", _lp_sum_positions, mistake="summed over positions"),
+        Wrong("log_softmax over positions", _lp_softmax_dim1, mistake="softmax over the wrong axis"),
+        Right("minus cross_entropy", _lp_minus_loss),
+        Right("negative slice end, take_along_dim", _lp_negative_end),
+    ],
+    "ch7.acdc": [
+        Wrong("recomputes the current metric for every edge", _acdc_recompute, mistake="extra passes"),
+        Right("add, test, undo", _acdc_try_and_undo),
+    ],
+    "ch7.prune_dangling": [
+        Wrong("one pass of local pruning", _prune_local_once, mistake="one pass of local pruning"),
+        Wrong("one pass, one side after the other", _prune_local_sides_once, mistake="one pass of local pruning"),
+        Wrong("two passes of local pruning", _prune_local_twice, mistake="dangling edges left"),
+        Wrong("one sweep in list order", _prune_one_sweep, mistake="one step only"),
+        Wrong("sorted", _prune_sorted, mistake="edges out of order"),
+        Wrong("a set", _prune_set, mistake="not a list"),
+        Right("local pruning until nothing changes", _prune_local_fixed_point),
+        Right("breadth-first search", _prune_bfs),
+    ],
+    "ch7.eap_scores": [
+        Wrong("abs of the scores", _eap_abs, mistake="sign lost"),
+        Wrong("divided by the batch size", _eap_batch_mean, mistake="averaged"),
+        Wrong("mean over batch and position", _eap_mean_over_pos, mistake="averaged"),
+        Wrong("[receiver, sender]", _eap_receiver_first, mistake="[receiver, sender]"),
+        Right("loop over edges", _eap_loop),
+    ],
+    "ch7.eap_edge_scores": [
+        Wrong("adjacency mask forgotten", _eap_edges_unmasked, mistake="non-edges scored"),
+        Wrong("abs of the scores", _eap_edges_abs, mistake="sign lost"),
+        Wrong("divided by the batch size", _eap_edges_mean, mistake="averaged"),
+        Wrong("clean tokens twice", _eap_edges_same_run, mistake="all zero"),
+    ],
+    "ch7.ig_path": [
+        Wrong("linspace(0, 1, steps + 1)", _path_steps_plus_one, mistake="steps + 1 points"),
+        Wrong("k / (steps + 1)", _path_over_steps_plus_one, mistake="divided by steps + 1"),
+        Wrong("stacked on the last axis", _path_steps_last, mistake="steps axis last"),
+        Right("linspace(0, 1, steps + 1)[1:]", _path_linspace_drop_first),
+        Right("einops weights", _path_einops),
+    ],
+    "ch7.eap_ig_edge_scores": [
+        Wrong("one gradient, at the first point", _ig_first_point, mistake="one point only"),
+        Wrong("linspace(0, 1, steps + 1)", _ig_linspace_plus_one, mistake="steps + 1 points"),
+        Wrong("linspace(0, 1, steps)", _ig_linspace, mistake="both ends"),
+        Wrong("one delta, .grad added after every run", _ig_shared_delta, mistake="one delta reused"),
+        Wrong("adjacency mask forgotten", _ig_unmasked, mistake="non-edges scored"),
+        Wrong("abs of the scores", _ig_abs, mistake="sign lost"),
+        Right("one delta, .grad read once at the end", _ig_shared_delta_read_once),
+    ],
+    "ch7.top_k_edges": [
+        Wrong("masked with -inf, then abs", _top_abs_after_mask, mistake="masked before abs"),
+    ],
+    "ch7.roc_points": [
+        Wrong("(tpr, fpr)", partial(_roc_vectorised, swap=True), mistake="(tpr, fpr) swapped"),
+        Wrong("> instead of >=", partial(_roc_vectorised, strict=True), mistake="strict threshold"),
+        Wrong("> with no origin", partial(_roc_vectorised, strict=True, origin=False), mistake="strict threshold"),
+        Right("> from the highest score down, (1, 1) appended", partial(_roc_vectorised, strict=True, origin=False,
+                                                                        end=True)),
+        Wrong("(1, 1) appended", partial(_roc_vectorised, end=True), mistake="(1, 1) appended"),
+        Right("vectorised", _roc_vectorised),
+        Right("threshold +inf first", _roc_inf_first),
+    ],
+    "ch7.roc_auc": [
+        Wrong("torch.trapezoid(fpr, tpr)", lambda fpr, tpr: torch.trapezoid(fpr, tpr).item(),
+              mistake="x and y swapped"),
+        Wrong("torch.trapezoid(tpr)", lambda fpr, tpr: torch.trapezoid(tpr).item(), mistake="no x: unit spacing"),
+        Wrong("dx = 1 / (n - 1)", lambda fpr, tpr: torch.trapezoid(tpr, dx=1 / (len(tpr) - 1)).item(),
+              mistake="evenly spaced points"),
+        Wrong("no / 2", lambda f, t: ((f[1:] - f[:-1]) * (t[1:] + t[:-1])).sum().item(), mistake="no / 2"),
+        Right("zip of neighbours", _auc_zip),
+    ],
+    "ch7.edge_faithfulness": [
+        Wrong("fraction lost", _faith_lost, mistake="fraction lost"),
+        Wrong("'corrupted' run sourced from the clean outputs", _faith_clean_source, mistake="baseline not corrupted"),
+        Wrong("baseline from ~keep", _faith_complement, mistake="baseline from the complement"),
+        Wrong("not divided by the gap", _faith_difference, mistake="not normalised"),
+        Wrong("divided by clean - circuit", _faith_over_missing, mistake="divided by the wrong gap"),
+        Right("both signs flipped", _faith_signs_flipped),
+    ],
+    "ch7.corrupt_senders_mask": [
+        Wrong("a fresh copy per sender", _senders_last_only, mistake="only the last sender"),
+        Wrong("only senders[0]", _senders_first_only, mistake="only the first sender"),
+        Wrong("ones, columns switched off", _senders_ones_columns, mistake="non-edges kept"),
+        Right("torch.isin row mask", _senders_isin),
+    ],
+    "ch7.assemble_by_position": [
+        Wrong("diagonal, reshape", _assemble_reshape, mistake="reshape instead of permute"),
+        Wrong("stack on axis 0, reshape", _assemble_stack_reshape, mistake="reshape instead of permute"),
+        Wrong("stack on axis 0", _assemble_stack_dim0, mistake="[pos, batch, d_model]"),
+        Wrong("diagonal, not moved", _assemble_diagonal_only, mistake="[batch, d_model, pos]"),
+        Right("diagonal, permute", _assemble_permute),
+        Right("advanced indexing, rearrange", _assemble_gather),
+    ],
+}
+for _exercise, _variants in VARIANTS_BLIND_1.items():
+    VARIANTS.setdefault(_exercise, []).extend(_variants)
+
+
+def _kl_div_no_log_target(clean_logits, logits, positions):
+    p = clean_logits[:, positions].log_softmax(-1).flatten(0, 1)
+    q = logits[:, positions].log_softmax(-1).flatten(0, 1)
+    return torch.nn.functional.kl_div(q, p, reduction="batchmean")
+
+
+def _kl_div_probs(clean_logits, logits, positions):
+    p = clean_logits[:, positions].softmax(-1).flatten(0, 1)
+    q = logits[:, positions].softmax(-1).flatten(0, 1)
+    return torch.nn.functional.kl_div(q, p, reduction="batchmean")
+
+
+def _kl_div_target_probs(clean_logits, logits, positions):
+    p = clean_logits[:, positions].softmax(-1).flatten(0, 1)
+    q = logits[:, positions].log_softmax(-1).flatten(0, 1)
+    return torch.nn.functional.kl_div(q, p, reduction="batchmean")
+
+
+def _lp_log_mean_prob(logits, tokens, seq_len):
+    p = logits[:, seq_len + 1:2 * seq_len].softmax(-1).gather(-1, tokens[:, seq_len + 2:, None])
+    return p.mean().log()
+
+
+def _lp_every_position(logits, tokens, seq_len):
+    return -torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
+
+
+def _roc_lists(scores, labels):
+    fpr, tpr = _roc(scores, labels)
+    return fpr.tolist(), tpr.tolist()
+
+
+def _faith_over_nothing(em, tokens, corrupted_outs, keep, metric):
+    clean, nothing, circuit = _faith_runs(em, tokens, corrupted_outs, keep, metric)
+    return (circuit / nothing).item()
+
+
+def _faith_upside_down(em, tokens, corrupted_outs, keep, metric):
+    clean, nothing, circuit = _faith_runs(em, tokens, corrupted_outs, keep, metric)
+    return ((clean - nothing) / (circuit - nothing)).item()
+
+
+def _ri_minus_source(current, source, keep):
+    return current.sum(0) - source[~keep].sum(0)
+
+
+def _top_float_mask(scores, adjacency, k):
+    return _top(scores, adjacency, k).float()
+
+
+def _top_k_plus_one(scores, adjacency, k):
+    return _top(scores, adjacency, k + 1)
+
+
+for _exercise, _variants in {
+    "ch7.kl_from_clean": [
+        Wrong("F.kl_div without log_target", _kl_div_no_log_target, mistake="log_target missing"),
+        Wrong("F.kl_div on probabilities", _kl_div_probs, mistake="input not log-probabilities"),
+        Right("F.kl_div, probabilities as target", _kl_div_target_probs),
+    ],
+    "ch7.induction_log_prob": [
+        Wrong("log of the mean probability", _lp_log_mean_prob, mistake="log of the mean probability"),
+        Wrong("every position of the sequence", _lp_every_position, mistake="all positions"),
+    ],
+    "ch7.roc_points": [Wrong("lists", _roc_lists, mistake="lists, not tensors")],
+    "ch7.edge_faithfulness": [
+        Wrong("circuit / corrupted", _faith_over_nothing, mistake="ratio to corrupted"),
+        Wrong("(clean - corrupted) / (circuit - corrupted)", _faith_upside_down, mistake="ratio upside down"),
+    ],
+    "ch7.receiver_input": [Wrong("subtracted the source outputs", _ri_minus_source, mistake="source subtracted")],
+    "ch7.top_k_edges": [
+        Wrong("float mask", _top_float_mask, mistake="not a bool mask"),
+        Wrong("k + 1 edges", _top_k_plus_one, mistake="wrong number of edges"),
+    ],
+}.items():
+    VARIANTS.setdefault(_exercise, []).extend(_variants)

@@ -236,11 +236,20 @@ def test_graph_edges(check):
     "`torch.where(keep[:, None, None, None], current, source).sum(0)`.",
 ])
 def test_receiver_input(check):
-    def variant(current, source, keep, *, invert=False, reduce="sum", added=False):
+    def variant(current, source, keep, *, invert=False, reduce="sum", added=False, axis=0):
         if added:
             return current.sum(0) + (current - source)[~keep].sum(0)
         chosen = torch.where(keep[:, None, None, None] != invert, current, source)
-        return chosen.sum(0) if reduce == "sum" else chosen.mean(0)
+        if reduce == "none":
+            return chosen
+        return chosen.sum(axis) if reduce == "sum" else chosen.mean(0)
+
+    def minus_source(current, source, keep):
+        return current.sum(0) - source[~keep].sum(0)
+
+    def one_run(current, source, keep, *, run="current"):
+        """Only one run's terms: the kept senders' current outputs (or the patched ones' source outputs)."""
+        return current[keep].sum(0) if run == "current" else source[~keep].sum(0)
 
     mistakes = [
         Mistake("keep inverted", "keep is True where the edge reads the *current* run; False edges read the source.",
@@ -249,6 +258,19 @@ def test_receiver_input(check):
                 partial(variant, reduce="mean")),
         Mistake("difference added", "To switch an edge to the source run, *subtract* (current - source) for it, "
                 "or pick source directly.", partial(variant, added=True)),
+        Mistake("source terms dropped", "A patched edge still carries something: where keep is False the receiver "
+                "reads the *source* run's output of that sender. Sum current[s] for the kept senders *and* source[s] "
+                "for the others (torch.where(keep[:, None, None, None], current, source).sum(0)).",
+                partial(one_run, run="current")),
+        Mistake("source subtracted", "A patched sender's current output goes *out* and its source output comes "
+                "*in*: subtract (current - source) for it, not source alone.", minus_source),
+        Mistake("current terms dropped", "The kept senders (keep True) still write their *current* output: sum "
+                "current[s] where keep is True and source[s] where it is False.", partial(one_run, run="source")),
+        Mistake("not summed over senders", "The receiver reads the residual stream, the *sum* over senders: "
+                "reduce axis 0 (sender) to get [batch, pos, d_model].", partial(variant, reduce="none")),
+        *(Mistake("summed over the wrong axis", f"Sum over axis 0, the senders (the residual stream is the sum of "
+                  f"what they wrote), not axis {axis}: the result is [batch, pos, d_model].",
+                  partial(variant, axis=axis)) for axis in (1, 2, 3)),
     ]
     keep = torch.tensor([True, False, True, False, True], device=check.device)
     check.case("five senders", check.randn(5, 2, 3, 4), check.randn(5, 2, 3, 4), keep, mistakes=mistakes,
@@ -257,14 +279,16 @@ def test_receiver_input(check):
                torch.tensor([True, True, False], device=check.device), mistakes=mistakes, check_dtype=False)
 
 
-def _kl_variant(clean_logits, logits, positions, *, reverse=False, reduce="mean", every=False):
+def _kl_variant(clean_logits, logits, positions, *, reverse=False, reduce="mean", every=False, dim=-1):
     if every:
         positions = torch.arange(clean_logits.shape[1], device=clean_logits.device)
-    p, q = clean_logits[:, positions].log_softmax(-1), logits[:, positions].log_softmax(-1)
+    p, q = clean_logits[:, positions].log_softmax(dim), logits[:, positions].log_softmax(dim)
     if reverse:
         p, q = q, p
+    if reduce == "elementwise":  # F.kl_div's default reduction="mean": a mean over the vocabulary too
+        return (p.exp() * (p - q)).mean()
     kl = (p.exp() * (p - q)).sum(-1)
-    return kl.mean() if reduce == "mean" else kl.sum(1).mean()
+    return kl.mean() if reduce == "mean" else kl.sum(1).mean() if reduce == "sum" else kl.sum()
 
 
 @exercise(difficulty=1, minutes=10, hints=[
@@ -280,6 +304,24 @@ def test_kl_from_clean(check):
                 "depend on how many positions you score.", partial(_kl_variant, reduce="sum")),
         Mistake("all positions", "Score only the given `positions` (where the task is decided).",
                 partial(_kl_variant, every=True)),
+        Mistake("averaged over the vocabulary", "Sum over the vocabulary (that sum is the KL of one distribution "
+                "pair), then average over the batch and positions. F.kl_div's default reduction='mean' also averages "
+                "over the vocabulary: use reduction='batchmean' on [batch * positions, d_vocab], or sum(-1).mean().",
+                partial(_kl_variant, reduce="elementwise")),
+        Mistake("summed over everything", "Average over the batch and the positions (sum only over the vocabulary): "
+                "a total grows with the batch size.", partial(_kl_variant, reduce="total")),
+        Mistake("log_target missing", "F.kl_div(input, target) takes log-probabilities as input but *probabilities* "
+                "as target unless you pass log_target=True: with log-probabilities as target, pass log_target=True "
+                "(or give it clean.exp()).", lambda c, l, pos: torch.nn.functional.kl_div(
+                    l[:, pos].log_softmax(-1).flatten(0, 1), c[:, pos].log_softmax(-1).flatten(0, 1),
+                    reduction="batchmean")),
+        Mistake("input not log-probabilities", "F.kl_div's first argument must be *log*-probabilities of the "
+                "patched run (log_softmax), its second the clean probabilities (or log-probabilities with "
+                "log_target=True).", lambda c, l, pos: torch.nn.functional.kl_div(
+                    l[:, pos].softmax(-1).flatten(0, 1), c[:, pos].softmax(-1).flatten(0, 1), reduction="batchmean")),
+        *(Mistake("softmax over the wrong axis", "Normalise over the vocabulary, the last axis (log_softmax(-1)), "
+                  f"not axis {dim}: each position's next-token distribution sums to 1 over the vocabulary.",
+                  partial(_kl_variant, dim=dim)) for dim in (0, 1)),
         Mistake("probabilities", "Use log-probabilities (log_softmax): KL compares log p_clean with log p_patched.",
                 lambda c, l, pos: (c[:, pos].softmax(-1) * (c[:, pos].softmax(-1) - l[:, pos].softmax(-1))).sum(-1)
                 .mean()),
@@ -291,12 +333,14 @@ def test_kl_from_clean(check):
                check_dtype=False)
 
 
-def _lp_variant(logits, tokens, seq_len, *, start=1, shift=1, probs=False, raw=False):
-    lp = logits if raw else logits.softmax(-1) if probs else logits.log_softmax(-1)
-    lo, end = seq_len + start, 2 * seq_len
+def _lp_variant(logits, tokens, seq_len, *, start=1, stop=0, shift=1, probs=False, raw=False, sign=1.0,
+                reduce="mean", dim=-1):
+    lp = logits if raw else logits.softmax(dim) if probs else logits.log_softmax(dim)
+    lo, end = seq_len + start, 2 * seq_len + stop
     preds = lp[:, lo:end] if shift else lp[:, lo + 1:end + 1]
     targets = tokens[:, lo + 1:end + 1]
-    return preds.gather(-1, targets[..., None])[..., 0].mean()
+    picked = sign * preds.gather(-1, targets[..., None])[..., 0]
+    return picked.mean() if reduce == "mean" else picked.sum(1).mean() if reduce == "positions" else picked.sum()
 
 
 def _lp_targets(logits, tokens, seq_len, *, offset):
@@ -328,6 +372,29 @@ def test_induction_log_prob(check):
                 partial(_lp_variant, probs=True)),
         Mistake("no log_softmax", "Logits are not log-probabilities: apply log_softmax over the vocabulary (the last "
                 "axis) before gathering the correct tokens.", partial(_lp_variant, raw=True)),
+        Mistake("loss, not log-prob", "Return the mean log-probability itself (higher = better), not the loss: "
+                "cross_entropy is its negative, so drop the minus sign (or negate cross_entropy).",
+                partial(_lp_variant, sign=-1.0)),
+        Mistake("stops one position early", "Include the last logits that predict a token: positions seq_len + 1 "
+                "... 2 * seq_len - 1 *inclusive*, i.e. logits[:, seq_len + 1 : 2 * seq_len] (a slice's end is "
+                "exclusive), against tokens[:, seq_len + 2 : 2 * seq_len + 1].", partial(_lp_variant, stop=-1)),
+        Mistake("starts one position late", "Start at logits position seq_len + 1 (the first token of the second "
+                "copy), which predicts the second token of the copy, tokens[:, seq_len + 2]: induction can "
+                "already predict it.", partial(_lp_variant, start=2)),
+        Mistake("summed over positions", "Average over the positions as well as the batch: a sum grows with "
+                "seq_len.", partial(_lp_variant, reduce="positions")),
+        Mistake("summed over positions", "Average over everything (batch and positions): a sum grows with the "
+                "batch size and seq_len.", partial(_lp_variant, reduce="total")),
+        Mistake("log of the mean probability", "Average the log-probabilities, not the probabilities: take "
+                "log_softmax, gather, then .mean() (the log of a mean is not the mean of the logs).",
+                lambda logits, tokens, n: logits[:, n + 1:2 * n].softmax(-1).gather(-1, tokens[:, n + 2:, None])
+                .mean().log()),
+        Mistake("all positions", "Score only where induction can predict: the logits at positions seq_len + 1 ... "
+                "2 * seq_len - 1 (the second copy after its first token), not the whole sequence.",
+                lambda logits, tokens, n: logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, 1:, None]).mean()),
+        *(Mistake("softmax over the wrong axis", f"log_softmax over the vocabulary, the last axis, not axis {dim}: "
+                  "each position's next-token distribution sums to 1 over the vocabulary.",
+                  partial(_lp_variant, dim=dim)) for dim in (0, 1)),
     ]
     seq_len = 4
     half = check.randint(9, 3, seq_len) + 1
@@ -351,9 +418,10 @@ class _Metric:
     """metric_without(removed) for the ACDC grader: additive costs plus two interactions."""
 
     def __init__(self, cost, pairs):
-        self.cost, self.pairs = cost, pairs
+        self.cost, self.pairs, self.calls = cost, pairs, 0
 
     def __call__(self, removed) -> float:
+        self.calls += 1
         removed = set(removed)
         total = 1.0 + sum(self.cost[e] for e in removed)
         return total + sum(c for (a, b), c in self.pairs.items() if a in removed and b in removed)
@@ -406,6 +474,16 @@ def test_acdc(check):
     # costs that are exact binary fractions: three edges raise the metric by exactly the threshold, one by 0
     check.case("rises of exactly the threshold 0.25", ACDC_EDGES, _Metric(ACDC_EXACT_COST, {}), 0.25,
                mistakes=mistakes)
+    # each call of metric_without is a forward pass: the notebook's progress bars and its cost count len(edges) + 1
+    counted = _Metric(ACDC_COST, ACDC_PAIRS)
+    check.run(ACDC_EDGES, counted, 0.1, case="counting forward passes")
+    check.expect(counted.calls <= len(ACDC_EDGES) + 1, case="counting forward passes", mistake="extra passes",
+                 message=f"your function called metric_without {counted.calls} times for {len(ACDC_EDGES)} edges; "
+                         f"the docstring promises one call per edge plus one at the start ({len(ACDC_EDGES) + 1})",
+                 hint="Each call of metric_without is a forward pass of the model (789 of them for the IOI cell). "
+                      "Keep the current value in a variable: compute metric_without(set()) once at the start, and "
+                      "when an edge is removed for good, the value you just computed for it becomes the current one; "
+                      "don't call metric_without(removed) again.")
 
 
 def _prune_variant(edges, *, sides=("in", "out"), nodes=True, closure=True):
@@ -417,12 +495,86 @@ def _prune_variant(edges, *, sides=("in", "out"), nodes=True, closure=True):
     return [(s, r) for s, r in edges if ("in" not in sides or s in fed) and ("out" not in sides or name(r) in heard)]
 
 
+def _prune_local(edges, *, rounds=1, sequential=False, nodes=True):
+    """Local pruning repeated `rounds` times: drop edges out of a node with no kept input and edges into a node
+    with no kept output (both judged on the edges at the start of the round, or one side after the other)."""
+    name = node_of if nodes else (lambda n: n)
+    kept = list(edges)
+    for _ in range(rounds):
+        has_in = {name(r) for _, r in kept} | {"embed"}
+        if sequential:
+            kept = [(s, r) for s, r in kept if s in has_in]
+        has_out = {s for s, _ in kept} | {"logits"}
+        kept = [(s, r) for s, r in kept if s in has_in and name(r) in has_out]
+    return kept
+
+
 PRUNE_CASES = [
     [("embed", "a0.0.v"), ("embed", "a0.1.q"), ("a0.0", "a1.0.k"), ("a0.1", "a1.1.v"), ("embed", "a1.0.q"),
      ("a1.0", "logits"), ("a0.0", "logits")],
     [("embed", "a0.0.v"), ("a0.0", "m0"), ("m0", "a1.1.k"), ("a0.1", "a1.1.q"), ("a1.1", "m1"), ("m1", "logits"),
      ("a1.0", "logits"), ("embed", "m0")],
+    # one path embed -> a0.0 -> m0 -> a1.0 -> logits; a chain that is fed but leads nowhere (four edges long, so
+    # local pruning needs four rounds); a chain that reaches the logits but is never fed (three edges); edges
+    # listed out of forward order, so that a single sweep in list order does not follow the chains either
+    [("m1", "a2.0.k"), ("a1.0", "logits"), ("a1.2", "a2.1.q"), ("a1.1", "m1"), ("m0", "a1.0.k"),
+     ("a0.2", "a1.2.v"), ("a0.1", "a1.1.q"), ("a0.0", "m0"), ("a2.1", "logits"), ("embed", "a0.1.v"),
+     ("embed", "a0.0.q")],
 ]
+
+
+def _explain_pruning(check, name, edges, error):
+    """`error` again, named, for an output no known mistake explains: edges out of order, a container that is not
+    a list, dangling edges left in, or edges on a path removed."""
+    got = check.run(list(edges), case=name)
+    expected = ref.prune_dangling(list(edges))
+    try:
+        got_list = [tuple(e) for e in got]
+        got_set = set(got_list)
+    except TypeError:
+        raise error from None
+    right = set(expected)
+    if got_set == right and len(got_list) == len(expected):
+        if not isinstance(got, list):
+            raise CheckFailed(error.detail, exercise=error.exercise, case=error.case, mistake="not a list",
+                              hint=f"The right edges, but as a {type(got).__name__}: return a list of the kept "
+                                   "(sender, receiver) tuples in the order they come in `edges` "
+                                   "(`[e for e in edges if ...]`).") from None
+        if got_list != expected:
+            raise CheckFailed(error.detail, exercise=error.exercise, case=error.case, mistake="edges out of order",
+                              hint="The right edges in another order: return them in the order they come in "
+                                   "`edges` (filter the list, `[e for e in edges if ...]`, rather than building a "
+                                   "set or sorting).") from None
+        raise error from None
+    extra, missing = got_set - right, right - got_set
+    if extra and not missing and got_set <= set(edges):
+        edge = next(e for e in edges if e in extra)
+        raise CheckFailed(error.detail + f"\n{len(extra)} edge(s) kept that lie on no path from embed to logits, "
+                          f"e.g. {edge}", exercise=error.exercise, case=error.case, mistake="dangling edges left",
+                          hint="Removing a dangling edge can leave the edge before it (or after it) dangling in "
+                               "turn: one pass is not enough. Repeat until nothing changes, or compute the nodes "
+                               "reachable from 'embed' and those that reach 'logits' to a fixed point (grow each set "
+                               "until it stops growing) and keep (s, r) when s is in the first and node_of(r) in "
+                               f"the second. Here {edge} is on no such path.") from None
+    if missing and not extra:
+        edge = next(e for e in expected if e in missing)
+        raise CheckFailed(error.detail + f"\n{len(missing)} edge(s) removed that lie on a path from embed to "
+                          f"logits, e.g. {edge}", exercise=error.exercise, case=error.case,
+                          mistake="edges on a path removed",
+                          hint=f"{edge} lies on a path from 'embed' to 'logits' through kept edges: keep every such "
+                               "edge. Map receivers to nodes with node_of ('a1.0.k' is the node 'a1.0') when "
+                               "following a path from an edge's receiver to the edges out of it.") from None
+    raise error from None
+
+
+def _prune_case(check, name, edges, *, mistakes):
+    """`check.case` for prune_dangling: a difference no known mistake explains is named by what differs."""
+    try:
+        return check.case(name, edges, mistakes=mistakes)
+    except CheckFailed as error:
+        if type(error) is not CheckFailed or error.mistake is not None:
+            raise
+        _explain_pruning(check, name, edges, error)
 
 
 @exercise(difficulty=3, minutes=25, hints=[
@@ -437,13 +589,21 @@ def test_prune_dangling(check):
                 "corrupted inputs, so its output is the corrupted one.", partial(_prune_variant, sides=("out",))),
         Mistake("input side only", "Also drop edges into nodes whose output reaches the logits through no kept edge.",
                 partial(_prune_variant, sides=("in",))),
-        Mistake("one step only", "Follow paths all the way: repeat until the reachable sets stop growing.",
+        Mistake("one step only", "Follow paths all the way: repeat until the reachable sets stop growing (one "
+                "sweep over the list only follows a path whose edges happen to come in order).",
                 partial(_prune_variant, closure=False)),
         Mistake("receivers not mapped to nodes", "A receiver 'a1.0.k' and the sender 'a1.0' are the same head: map "
                 "receivers to nodes with node_of before following paths.", partial(_prune_variant, nodes=False)),
+        *(Mistake("one pass of local pruning", "Dropping the edges out of unfed nodes and into unheard nodes once is "
+                  "not enough: each removal can leave the edge before it (or after it) dangling in turn. Repeat "
+                  "the pass until the list stops changing (`while True: ...; if new == kept: return kept`).",
+                  partial(_prune_local, rounds=1, sequential=sequential)) for sequential in (False, True)),
+        Mistake("receivers not mapped to nodes", "A receiver 'a1.0.k' and the sender 'a1.0' are the same head: map "
+                "receivers to nodes with node_of ('a1.0.k' -> 'a1.0') before asking whether a node has a kept "
+                "input or output.", partial(_prune_local, rounds=len(PRUNE_CASES[2]), nodes=False)),
     ]
     for i, edges in enumerate(PRUNE_CASES):
-        check.case(f"graph {i + 1}", edges, mistakes=mistakes)
+        _prune_case(check, f"graph {i + 1}", edges, mistakes=mistakes)
 
 
 # -- 3. edge attribution patching ----------------------------------------------------------------------
@@ -500,13 +660,23 @@ def _expect_passes(check, case, call, *, forward, backward, what):
                       "cost: compute each run once and reuse it, and call backward (or torch.autograd.grad) once.")
 
 
-def _eap_variant(clean_outs, corrupted_outs, grads, adjacency, *, sign=1.0, act=False, mask=True, reduce="sum"):
+def _eap_variant(clean_outs, corrupted_outs, grads, adjacency, *, sign=1.0, act=False, mask=True, reduce="sum",
+                 absolute=False, transpose=False, axes=()):
     delta = corrupted_outs if act else sign * (corrupted_outs - clean_outs)
-    if reduce == "sum":
-        scores = einops.einsum(delta, grads, "s b p d, r b p d -> s r")
-    else:
-        scores = einops.einsum(delta, grads, "s b p d, r b p d -> s r") / delta[0].numel()
-    return scores * adjacency if mask else scores
+    scores = einops.einsum(delta, grads, "s b p d, r b p d -> s r")
+    if reduce == "mean":
+        scores = scores / delta[0].numel()
+    elif reduce == "axes":  # a mean over some of batch (1), pos (2), d_model (3)
+        for axis in axes:
+            scores = scores / delta.shape[axis]
+    if absolute:
+        scores = scores.abs()
+    scores = scores * adjacency if mask else scores
+    return scores.T if transpose else scores
+
+
+# a mean over some of batch, position and d_model instead of a sum (all three: the "averaged" mistake)
+_EAP_MEAN_AXES = [(1,), (2,), (3,), (1, 2), (1, 3), (2, 3)]
 
 
 @exercise(difficulty=2, minutes=15, atol=1e-4, hints=[
@@ -525,6 +695,19 @@ def test_eap_scores(check):
                 "that pair has no edge to score.", partial(_eap_variant, mask=False)),
         Mistake("averaged", "Sum over batch, position and d_model: the metric's own mean already scales it.",
                 partial(_eap_variant, reduce="mean")),
+        *(Mistake("averaged", f"Sum over {' and '.join(['batch', 'position', 'd_model'][a - 1] for a in axes)} "
+                  "too, don't average: the first-order change of the metric is the full dot product of the change "
+                  "in the sender's output with the gradient (the metric's own mean over the batch is already in "
+                  "the gradient).", partial(_eap_variant, reduce="axes", axes=axes)) for axes in _EAP_MEAN_AXES),
+        Mistake("sign lost", "Keep the sign: a negative score means corrupting the edge *lowers* the metric, and "
+                "later cells need to tell the two apart (top_k_edges takes |score| itself). Don't take .abs().",
+                partial(_eap_variant, absolute=True)),
+        Mistake("sign lost", "Keep the sign (no .abs()), and mask with `adjacency` so that pairs that are not edges "
+                "score 0.", partial(_eap_variant, absolute=True, mask=False)),
+        Mistake("[receiver, sender]", "Scores are [sender, receiver], like `adjacency`: rows are senders "
+                "('s b p d, r b p d -> s r').", partial(_eap_variant, transpose=True, mask=False)),
+        Mistake("[receiver, sender]", "Scores are [sender, receiver], like `adjacency`: rows are senders "
+                "('s b p d, r b p d -> s r').", partial(_eap_variant, transpose=True)),
     ]
     graph = Graph(1, 2, False)
     s, r = len(graph.senders), len(graph.receivers)
@@ -532,12 +715,17 @@ def test_eap_scores(check):
                graph.adjacency.to(check.device), mistakes=mistakes, check_dtype=False)
 
 
-def _eap_edge_variant(em, clean_tokens, corrupted_tokens, metric, *, grad_on="clean", swap=False, sign=1.0):
+def _eap_edge_variant(em, clean_tokens, corrupted_tokens, metric, *, grad_on="clean", swap=False, sign=1.0,
+                      **scoring):
+    """EAP with a mistake in the runs (`grad_on`, `swap`, `sign`) or in the scoring (`scoring`: _eap_variant's)."""
     if swap:
         clean_tokens, corrupted_tokens = corrupted_tokens, clean_tokens
     clean_outs, corrupted_outs = em.sender_outputs(clean_tokens), em.sender_outputs(corrupted_tokens)
     grads = ref.receiver_gradients(em, clean_tokens if grad_on == "clean" else corrupted_tokens, metric)
-    return sign * ref.eap_scores(clean_outs, corrupted_outs, grads, em.graph.adjacency)
+    adjacency = em.graph.adjacency.to(grads.device)
+    if scoring:
+        return _eap_variant(clean_outs, corrupted_outs, grads, adjacency, **scoring)
+    return sign * ref.eap_scores(clean_outs, corrupted_outs, grads, adjacency)
 
 
 @exercise(difficulty=2, minutes=15, atol=1e-4, hints=[
@@ -554,6 +742,22 @@ def test_eap_edge_scores(check):
                 partial(_eap_edge_variant, swap=True)),
         Mistake("wrong sign", "Score corrupted - clean: a negative score means corrupting the edge lowers the "
                 "metric.", partial(_eap_edge_variant, sign=-1.0)),
+        Mistake("non-edges scored", "Mask the scores with `em.graph.adjacency` (as eap_scores does): a pair "
+                "(sender, receiver) that is not an edge (a later sender and an earlier receiver) must score 0. "
+                "Calling your eap_scores(clean_outs, corrupted_outs, grads, em.graph.adjacency) does it.",
+                partial(_eap_edge_variant, mask=False)),
+        Mistake("sign lost", "Keep the sign (no .abs()): a negative score means corrupting the edge lowers the "
+                "metric; top_k_edges takes |score| itself.", partial(_eap_edge_variant, absolute=True)),
+        Mistake("averaged", "Sum over batch, position and d_model (as eap_scores does), don't average: the "
+                "metric's own mean over the batch is already in the gradient.",
+                partial(_eap_edge_variant, reduce="mean")),
+        *(Mistake("averaged", "Sum over batch, position and d_model (as eap_scores does), don't average over any "
+                  "of them: the metric's own mean over the batch is already in the gradient.",
+                  partial(_eap_edge_variant, reduce="axes", axes=axes)) for axes in _EAP_MEAN_AXES),
+        Mistake("all zero", "Your scores are all 0: either the two sets of sender outputs come from the same "
+                "tokens (take clean_outs from clean_tokens and corrupted_outs from corrupted_tokens) or the "
+                "gradients are zeros (use delta.grad, not delta).",
+                lambda em, clean, corrupted, metric: torch.zeros(em.graph.adjacency.shape, device=clean.device)),
     ]
     clean, corrupted = _tokens(check)
     _case_with_gradients_off(check, "tiny model", _em(check), clean, corrupted, _metric(clean), mistakes=mistakes,
@@ -563,13 +767,15 @@ def test_eap_edge_scores(check):
                    forward=3, backward=1, what="at most three forward passes and one backward pass")
 
 
-def _path_variant(clean, corrupted, steps, *, start=1, reverse=False, both_ends=False):
+def _path_variant(clean, corrupted, steps, *, start=1, reverse=False, both_ends=False, extra_point=False,
+                  denominator=0, steps_last=False):
     if both_ends:
-        alphas = torch.linspace(0, 1, steps, dtype=clean.dtype, device=clean.device)
+        alphas = torch.linspace(0, 1, steps + extra_point, dtype=clean.dtype, device=clean.device)
     else:
-        alphas = (torch.arange(steps, dtype=clean.dtype, device=clean.device) + start) / steps
+        alphas = (torch.arange(steps, dtype=clean.dtype, device=clean.device) + start) / (steps + denominator)
     a, b = (clean, corrupted) if reverse else (corrupted, clean)
-    return a + alphas[:, None, None, None] * (b - a)
+    path = a + alphas[:, None, None, None] * (b - a)
+    return einops.rearrange(path, "k b p d -> b p d k") if steps_last else path
 
 
 @exercise(difficulty=1, minutes=10, hints=[
@@ -585,24 +791,39 @@ def test_ig_path(check):
                 partial(_path_variant, both_ends=True)),
         Mistake("reversed", "Move from corrupted towards clean: corrupted + alpha * (clean - corrupted).",
                 partial(_path_variant, reverse=True)),
+        Mistake("steps + 1 points", "Return exactly `steps` points: alpha = k / steps for k = 1 ... steps. "
+                "torch.linspace(0, 1, steps + 1) also includes alpha = 0, the corrupted input itself; drop it "
+                "(linspace(0, 1, steps + 1)[1:]) or use torch.arange(1, steps + 1) / steps.",
+                partial(_path_variant, both_ends=True, extra_point=True)),
+        Mistake("divided by steps + 1", "alpha = k / steps, not k / (steps + 1): the last point must be the clean "
+                "input itself (alpha = 1).", partial(_path_variant, denominator=1)),
+        Mistake("steps axis last", "Put the steps first: the output is [steps, batch, pos, d_model], so that "
+                "`for point in ig_path(...)` visits the points.", partial(_path_variant, steps_last=True)),
     ]
     check.case("4 steps", check.randn(2, 3, 5), check.randn(2, 3, 5), 4, mistakes=mistakes, check_dtype=False)
     check.case("2 steps", check.randn(1, 4, 3), check.randn(1, 4, 3), 2, mistakes=mistakes, check_dtype=False)
 
 
-def _ig_variant(em, clean_tokens, corrupted_tokens, metric, steps=5, *, average=True, start=1, eap=False):
+def _ig_variant(em, clean_tokens, corrupted_tokens, metric, steps=5, *, average=True, start=1, eap=False,
+                alphas=None, one_delta=False, divisor=None, **scoring):
+    """EAP-IG with a mistake: the points (`start`, `eap`, or `alphas(steps)`), the average (`average`, `divisor`),
+    one delta reused across the runs (its .grad accumulates), or the scoring (`scoring`: _eap_variant's)."""
     clean_outs, corrupted_outs = em.sender_outputs(clean_tokens), em.sender_outputs(corrupted_tokens)
     grads = torch.zeros_like(em.zero_delta(clean_tokens))
-    alphas = [1.0] if eap else [(k + start) / steps for k in range(steps)]
+    alphas = [1.0] if eap else alphas(steps) if alphas else [(k + start) / steps for k in range(steps)]
+    shared = em.zero_delta(clean_tokens)
     for a in alphas:
         embed = corrupted_outs[0] + a * (clean_outs[0] - corrupted_outs[0])
-        delta = em.zero_delta(clean_tokens)
+        delta = shared if one_delta else em.zero_delta(clean_tokens)
         with torch.enable_grad():
             metric(em.run(clean_tokens, receiver_delta=delta, embed=embed)).backward()
         grads += delta.grad
     if average:
-        grads = grads / len(alphas)
-    return ref.eap_scores(clean_outs, corrupted_outs, grads, em.graph.adjacency)
+        grads = grads / (divisor(steps) if divisor else len(alphas))
+    adjacency = em.graph.adjacency.to(grads.device)
+    if scoring:
+        return _eap_variant(clean_outs, corrupted_outs, grads, adjacency, **scoring)
+    return ref.eap_scores(clean_outs, corrupted_outs, grads, adjacency)
 
 
 @exercise(difficulty=3, minutes=25, timeout=20.0, atol=1e-4, hints=[
@@ -620,15 +841,39 @@ def test_eap_ig_edge_scores(check):
                 partial(_ig_variant, start=0)),
         Mistake("gradient at the clean point only", "That is EAP: average the gradients over every point of the "
                 "path.", partial(_ig_variant, eap=True)),
+        Mistake("one point only", "You used the gradient at one point of the path (its first, alpha = 1 / steps). "
+                "Integrated gradients run the model at *every* point of ig_path, one run per point, and average "
+                "the `steps` gradients: loop over the points.", partial(_ig_variant, alphas=lambda n: [1 / n])),
+        Mistake("one point only", "You used the gradient at the corrupted input only (alpha = 0). Integrated "
+                "gradients run the model at every point of ig_path (alpha = 1 / steps ... 1) and average the "
+                "`steps` gradients.", partial(_ig_variant, alphas=lambda n: [0.0])),
+        Mistake("steps + 1 points", "Use the `steps` points of ig_path (alpha = k / steps for k = 1 ... steps), "
+                "not steps + 1 points from alpha = 0: the corrupted end is not on the path.",
+                partial(_ig_variant, alphas=lambda n: [k / n for k in range(n + 1)])),
+        Mistake("steps + 1 points", "Use the `steps` points of ig_path (alpha = k / steps for k = 1 ... steps) and "
+                "divide by `steps`.", partial(_ig_variant, alphas=lambda n: [k / n for k in range(n + 1)],
+                                               divisor=lambda n: n)),
+        Mistake("both ends", "torch.linspace(0, 1, steps) includes alpha = 0 (the corrupted input) and spaces the "
+                "points 1 / (steps - 1) apart: use the points of ig_path, alpha = k / steps for k = 1 ... steps.",
+                partial(_ig_variant, alphas=lambda n: torch.linspace(0, 1, n).tolist())),
+        Mistake("one delta reused", "Use a fresh em.zero_delta for each run: .grad accumulates across backward "
+                "passes, so adding delta.grad after each run of a shared delta counts the early points many times. "
+                "(Or keep one delta and read its .grad once, after the loop.)",
+                partial(_ig_variant, one_delta=True)),
+        Mistake("non-edges scored", "Mask the scores with `em.graph.adjacency` (as eap_scores does): a pair that is "
+                "not an edge must score 0.", partial(_ig_variant, mask=False)),
+        Mistake("sign lost", "Keep the sign of the scores (no .abs()).", partial(_ig_variant, absolute=True)),
     ]
     clean, corrupted = _tokens(check)
     _case_with_gradients_off(check, "tiny model, 3 steps", _em(check), clean, corrupted, _metric(clean), 3,
                              mistakes=mistakes, check_dtype=False)
 
 
-def _top_variant(scores, adjacency, k, *, signed=False, smallest=False, unmasked=False):
+def _top_variant(scores, adjacency, k, *, signed=False, smallest=False, unmasked=False, abs_after=False):
     values = scores if signed else scores.abs()
-    if not unmasked:
+    if abs_after:  # non-edges masked to -inf, then abs: they become +inf and are chosen first
+        values = scores.masked_fill(~adjacency, -float("inf")).abs()
+    elif not unmasked:
         values = values.masked_fill(~adjacency, float("inf") if smallest else -float("inf"))
     flat = values.flatten()
     mask = torch.zeros_like(flat, dtype=torch.bool)
@@ -648,9 +893,22 @@ def test_top_k_edges(check):
         Mistake("smallest", "Take the k *largest* |scores|.", partial(_top_variant, smallest=True)),
         Mistake("non-edges counted", "Pairs that are not edges must never be chosen: mask them with `adjacency`.",
                 partial(_top_variant, unmasked=True)),
+        *(Mistake("wrong number of edges", f"Choose exactly k edges, not k {extra:+d}: topk(k) gives k indices.",
+                  lambda scores, adjacency, k, extra=extra: _top_variant(scores, adjacency, k + extra))
+          for extra in (1, -1)),
+        Mistake("masked before abs", "Take |score| first, then mask: .abs() turns the -inf (or -1) you gave the "
+                "non-edges into +inf (or 1), so they are chosen first. `scores.abs().masked_fill(~adjacency, -1.0)`.",
+                partial(_top_variant, abs_after=True)),
     ]
     adjacency = Graph(1, 2, False).adjacency.to(check.device)
     scores = check.randn(*adjacency.shape) * torch.linspace(0.5, 2.0, adjacency.shape[1], device=check.device)
+    got = check.run(scores.clone(), adjacency.clone(), 3, case="k = 3")
+    check.expect(not isinstance(got, torch.Tensor) or got.dtype == torch.bool, case="k = 3",
+                 mistake="not a bool mask",
+                 message=f"expected a bool mask, got dtype {str(got.dtype).removeprefix('torch.')}"
+                 if isinstance(got, torch.Tensor) else "",
+                 hint="Return a bool mask [sender, receiver] (torch.zeros(..., dtype=torch.bool), or `mask.bool()`): "
+                      "True on the chosen edges. The notebook uses it as EdgeModel.run's keep and with ~ and &.")
     check.case("k = 3", scores, adjacency, 3, mistakes=mistakes)
     check.case("k = 6", scores, adjacency, 6, mistakes=mistakes)
     # scores of exactly 0 on edges, as eap_scores gives non-edges (and EAP with the KL gives edges, nearly): k = every
@@ -693,7 +951,7 @@ def _expect_top_k(check, case, scores, adjacency, k):
 # -- 4. comparing methods -----------------------------------------------------------------------------------
 
 def _roc_variant(scores, labels, *, ascending=False, origin=True, denominator="class", per_item=False,
-                 repeated=False):
+                 repeated=False, strict=False, swapped=False, end=False):
     if per_item:
         order = scores.argsort(descending=True)
         called = torch.zeros(len(scores) + 1, len(scores), dtype=torch.bool, device=scores.device)
@@ -704,14 +962,17 @@ def _roc_variant(scores, labels, *, ascending=False, origin=True, denominator="c
     else:
         thresholds = scores.sort().values if repeated else torch.unique(scores)
         thresholds = thresholds if ascending else thresholds.flip(0)
-        called = scores[None, :] >= thresholds[:, None]
+        called = (scores[None, :] > thresholds[:, None]) if strict else (scores[None, :] >= thresholds[:, None])
     pos, neg = (labels.sum(), (~labels).sum()) if denominator == "class" else (len(labels), len(labels))
     tpr = ((called & labels).sum(-1) / pos).float().cpu()
     fpr = ((called & ~labels).sum(-1) / neg).float().cpu()
-    if not origin:
-        return fpr, tpr
-    zero = torch.zeros(1)
-    return torch.cat([zero, fpr]), torch.cat([zero, tpr])
+    if origin:
+        zero = torch.zeros(1)
+        fpr, tpr = torch.cat([zero, fpr]), torch.cat([zero, tpr])
+    if end:
+        one = torch.ones(1)
+        fpr, tpr = torch.cat([fpr, one]), torch.cat([tpr, one])
+    return (tpr, fpr) if swapped else (fpr, tpr)
 
 
 @exercise(difficulty=2, minutes=15, hints=[
@@ -735,6 +996,19 @@ def test_roc_points(check):
         Mistake("repeated thresholds", "One point per distinct score: tied scores give the same threshold, so "
                 "use each score once (torch.unique) rather than every item's score, which repeats points.",
                 partial(_roc_variant, repeated=True)),
+        Mistake("(tpr, fpr) swapped", "Return (fpr, tpr): false-positive rates first (the x axis of a ROC curve), "
+                "then true-positive rates.", partial(_roc_variant, swapped=True)),
+        *(Mistake("strict threshold", "Call positive everything scoring >= t, not > t: with >, the highest score "
+                  "is never called positive at its own threshold, and every point moves one threshold late.",
+                  partial(_roc_variant, strict=True, origin=origin, end=end))
+          for origin, end in ((True, False), (False, False), (True, True))),  # no origin, (1, 1) appended: right
+        Mistake("lists, not tensors", "Return two 1-D tensors (torch.tensor(fpr), torch.tensor(tpr)), not "
+                "lists: roc_auc and the plots index and subtract them as tensors.",
+                lambda s, l: tuple(x.tolist() for x in ref.roc_points(s, l))),
+        Mistake("(1, 1) appended", "The lowest threshold already calls everything positive, so the curve ends at "
+                "(1, 1) by itself: don't append it again.", partial(_roc_variant, end=True)),
+        Mistake("(tpr, fpr) swapped", "Return (fpr, tpr), false-positive rates first; and call positive "
+                "everything scoring >= t.", partial(_roc_variant, swapped=True, strict=True)),
     ]
     scores = torch.tensor([0.9, 0.1, 0.5, 0.5, 0.3, 0.8, 0.5, 0.05], device=check.device)
     labels = torch.tensor([True, False, True, False, False, True, True, False], device=check.device)
@@ -756,6 +1030,18 @@ def test_roc_auc(check):
                 lambda f, t: float(((f[1:] - f[:-1]) * t[1:]).sum())),
         Mistake("mean tpr", "The area weighs each tpr by the width of its fpr step; a plain mean ignores the widths.",
                 lambda f, t: float(t.mean())),
+        Mistake("x and y swapped", "torch.trapezoid(y, x) takes the heights first: torch.trapezoid(tpr, fpr). The "
+                "other way round integrates fpr over tpr, the area to the *left* of the curve.",
+                lambda f, t: float(torch.trapezoid(f, t))),
+        Mistake("no x: unit spacing", "Pass the x values: torch.trapezoid(tpr, fpr). Without them trapezoid "
+                "spaces the points 1 apart, not by their fpr steps.", lambda f, t: float(torch.trapezoid(t))),
+        Mistake("no x: unit spacing", "Pass the x values: torch.trapezoid(tpr, fpr). Without them trapezoid "
+                "spaces the points 1 apart, not by their fpr steps.", lambda f, t: float(torch.trapezoid(f))),
+        Mistake("evenly spaced points", "The points are not evenly spaced in fpr: weigh each trapezoid by its own "
+                "width fpr[i+1] - fpr[i] (torch.trapezoid(tpr, fpr)), not 1 / (n - 1).",
+                lambda f, t: float(torch.trapezoid(t, dx=1 / (len(t) - 1)))),
+        Mistake("no / 2", "A trapezoid's area is width * (sum of the two heights) / 2: divide by 2.",
+                lambda f, t: float(((f[1:] - f[:-1]) * (t[1:] + t[:-1])).sum())),
     ]
     fpr = torch.tensor([0.0, 0.0, 0.25, 0.5, 1.0], device=check.device)
     tpr = torch.tensor([0.0, 0.5, 0.5, 1.0, 1.0], device=check.device)
@@ -774,16 +1060,31 @@ def _expect_float(check, case, got):
                       "these numbers, and a tensor would also keep its device and any graph.")
 
 
-def _faith_variant(em, tokens, corrupted_outs, keep, metric, *, normalise=True, invert=False, over_clean=False):
+def _faith_variant(em, tokens, corrupted_outs, keep, metric, *, normalise=True, invert=False, over_clean=False,
+                   lost=False, baseline="nothing", form="ratio"):
     with torch.no_grad():
-        keep = ~keep & em.graph.adjacency if invert else keep
-        circuit = metric(em.run(tokens, keep=keep, source=corrupted_outs))
-        nothing = metric(em.run(tokens, keep=torch.zeros_like(keep), source=corrupted_outs))
+        adjacency = em.graph.adjacency.to(keep.device)
+        circuit_keep = ~keep & adjacency if invert else keep
+        circuit = metric(em.run(tokens, keep=circuit_keep, source=corrupted_outs))
+        base_keep = {"nothing": torch.zeros_like(keep), "complement": ~keep, "circuit": keep}[baseline]
+        nothing = metric(em.run(tokens, keep=base_keep, source=corrupted_outs))
         clean = metric(em.run(tokens))
     if not normalise:
         return float(circuit)
     if over_clean:
         return float(circuit / clean)
+    if form == "difference":
+        return float(circuit - nothing)
+    if form == "from clean":
+        return float(circuit - clean)
+    if form == "over nothing":
+        return float(circuit / nothing)
+    if form == "inverted":
+        return float((clean - nothing) / (circuit - nothing))
+    if form == "over circuit":
+        return float((circuit - nothing) / (clean - circuit))
+    if lost:
+        return float((clean - circuit) / (clean - nothing))
     return float((circuit - nothing) / (clean - nothing))
 
 
@@ -801,12 +1102,50 @@ def test_edge_faithfulness(check):
                 "a log-probability metric is not 0 when nothing is left.", partial(_faith_variant, over_clean=True)),
         Mistake("circuit corrupted", "`keep` is True on the circuit's edges, which stay clean; the others read "
                 "corrupted_outs.", partial(_faith_variant, invert=True)),
+        Mistake("fraction lost", "Return the fraction the circuit *keeps*, (circuit - corrupted) / (clean - "
+                "corrupted): 1 when the circuit behaves like the clean model, 0 when it does no better than every "
+                "edge corrupted. (clean - circuit) / (clean - corrupted) is 1 minus that, the fraction lost.",
+                partial(_faith_variant, lost=True)),
+        Mistake("baseline from the complement", "The 0 of the scale is the run with *every* edge corrupted, "
+                "keep = torch.zeros_like(keep) (all False), not ~keep (the circuit corrupted and the rest clean).",
+                partial(_faith_variant, baseline="complement")),
+        Mistake("baseline from the complement", "The 0 of the scale is the run with *every* edge corrupted "
+                "(keep all False); and the fraction kept is (circuit - corrupted) / (clean - corrupted).",
+                partial(_faith_variant, baseline="complement", lost=True)),
+        Mistake("not normalised", "Divide by the gap between the clean model and every edge corrupted: "
+                "(circuit - corrupted) / (clean - corrupted), a fraction.", partial(_faith_variant, form="difference")),
+        Mistake("not normalised", "Measure from the run with every edge corrupted and divide by the whole gap: "
+                "(circuit - corrupted) / (clean - corrupted).", partial(_faith_variant, form="from clean")),
+        Mistake("ratio to corrupted", "Measure differences, not ratios: (circuit - corrupted) / (clean - "
+                "corrupted), where corrupted is the metric with every edge corrupted.",
+                partial(_faith_variant, form="over nothing")),
+        Mistake("ratio upside down", "The circuit's gain goes on top: (circuit - corrupted) / (clean - "
+                "corrupted), not the other way round.", partial(_faith_variant, form="inverted")),
+        Mistake("divided by the wrong gap", "Divide by the whole gap, clean - corrupted (every edge corrupted), not "
+                "by what the circuit leaves out (clean - circuit).", partial(_faith_variant, form="over circuit")),
     ]
     em = _em(check)
     clean, corrupted = _tokens(check)
     corrupted_outs = em.sender_outputs(corrupted)
     keep = em.graph.mask(em.graph.edges[::3])
-    got = check.case("every third edge", em, clean, corrupted_outs, keep, _metric(clean), mistakes=mistakes)
+    try:
+        got = check.case("every third edge", em, clean, corrupted_outs, keep, _metric(clean), mistakes=mistakes)
+    except CheckFailed as error:
+        if type(error) is not CheckFailed or error.mistake is not None:
+            raise
+        got = check.run(em, clean, corrupted_outs, keep, _metric(clean), case="every third edge")
+        try:
+            value = float(got)
+        except (TypeError, ValueError, RuntimeError):
+            raise error from None
+        if not abs(value) < 1e3:  # the gap clean - corrupted is ~0: the "corrupted" run was the clean one
+            raise CheckFailed(error.detail, exercise=error.exercise, case=error.case, mistake="baseline not corrupted",
+                              hint="Your denominator is (nearly) 0, so the run with 'every edge corrupted' gave "
+                                   "the clean metric: in that run every edge must read `corrupted_outs`, "
+                                   "em.run(tokens, keep=torch.zeros_like(keep), source=corrupted_outs). Outputs of "
+                                   "the clean tokens as the source (em.sender_outputs(tokens)) change "
+                                   "nothing.") from None
+        raise error from None
     _expect_float(check, "every third edge", got)
 
 
@@ -832,7 +1171,16 @@ def test_corrupt_senders_mask(check):
         Mistake("inverted", "Return the edges that stay *clean* (True), with the given senders' edges False.",
                 partial(variant, inverted=True)),
         Mistake("non-edges kept", "Start from `adjacency`, not from all ones: a pair that is not an edge is never "
-                "kept.", partial(variant, dense=True)),
+                "kept (the docstring: True exactly on the edges that stay clean).", partial(variant, dense=True)),
+        Mistake("non-edges kept", "Start from `adjacency`, not from all ones, and switch off the *rows* of the "
+                "senders (rows are senders): a pair that is not an edge is never kept.",
+                partial(variant, dense=True, columns=True)),
+        Mistake("only the last sender", "Switch off the rows of *every* sender in `senders`: start from one copy "
+                "of adjacency and clear each row in it (or keep[senders] = False at once), rather than a fresh copy "
+                "per sender.", lambda adjacency, senders: variant(adjacency, senders[-1:])),
+        Mistake("only the first sender", "Switch off the rows of *every* sender in `senders` "
+                "(keep[senders] = False), not just the first.", lambda adjacency, senders: variant(adjacency,
+                                                                                                  senders[:1])),
     ]
     adjacency = Graph(2, 2, True).adjacency.to(check.device)
     got = check.run(adjacency.clone(), [1, 3], case="two heads")
@@ -938,6 +1286,22 @@ def test_assemble_by_position(check):
                 "not 0 and 1.", lambda o: einops.rearrange(o.diagonal(dim1=0, dim2=1)[:, :, :],
                                                            "pos d b -> b pos d") if o.shape[1] == o.shape[2] else None),
         Mistake("shifted", "Run p supplies position p itself.", shifted),
+        Mistake("reshape instead of permute", "outputs.diagonal(dim1=0, dim2=2) is [batch, d_model, pos]; reshape "
+                "(or view) keeps the values in memory order and only relabels them, so it scrambles positions and "
+                "d_model. Move the axes instead: .permute(0, 2, 1), .transpose(1, 2) or einops.rearrange(..., "
+                "'batch d pos -> batch pos d').",
+                lambda o: o.diagonal(dim1=0, dim2=2).reshape(o.shape[1], o.shape[0], o.shape[3])),
+        Mistake("reshape instead of permute", "Stacking the runs' slices outputs[p, :, p] along axis 0 gives [pos, "
+                "batch, d_model]; reshape only relabels the values and scrambles them. Stack along axis 1 "
+                "(torch.stack(..., dim=1)) or swap the axes with .transpose(0, 1).",
+                lambda o: torch.stack([o[p, :, p] for p in range(o.shape[0])]).reshape(o.shape[1], o.shape[0],
+                                                                                       o.shape[3])),
+        Mistake("[pos, batch, d_model]", "Return [batch, pos, d_model]: stacking outputs[p, :, p] along axis 0 puts "
+                "the positions first; stack along dim=1 (or .transpose(0, 1)).",
+                lambda o: torch.stack([o[p, :, p] for p in range(o.shape[0])])),
+        Mistake("[batch, d_model, pos]", "outputs.diagonal(dim1=0, dim2=2) puts the diagonal axis (pos) *last*: "
+                "move it to [batch, pos, d_model] (.permute(0, 2, 1), or .transpose(1, 2)).",
+                lambda o: o.diagonal(dim1=0, dim2=2)),
     ]
     check.case("5 positions", check.randn(5, 3, 5, 4), mistakes=mistakes, check_dtype=False)
     check.case("square batch", check.randn(4, 4, 4, 2), mistakes=mistakes, check_dtype=False)
