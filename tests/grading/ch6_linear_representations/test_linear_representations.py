@@ -207,6 +207,10 @@ def _tp_steps_minus_one(resid, labels, n_classes=3, steps=200, lr=0.05):
     return _tp(resid, labels, n_classes, steps - 1, lr)
 
 
+def _tp_steps_plus_one(resid, labels, n_classes=3, steps=200, lr=0.05):
+    return _tp(resid, labels, n_classes, steps + 1, lr)
+
+
 def _tp_standardised(resid, labels, n_classes=3, steps=200, lr=0.05):
     resid = resid.detach()
     return _tp((resid - resid.mean(0)) / resid.std(0), labels, n_classes, steps, lr)
@@ -862,6 +866,7 @@ VARIANTS = {
         Wrong("residuals standardised before training", _tp_standardised, mistake="standardised residuals"),
         Wrong("residuals not detached (resid.grad filled in)", _tp_resid_attached, mistake="residuals not detached"),
         Wrong("steps - 1 steps", _tp_steps_minus_one, mistake="one step short"),
+        Wrong("steps + 1 steps", _tp_steps_plus_one, mistake="one step too many"),
         Wrong("half the steps", _tp_half_steps, mistake="another recipe"),
         Wrong("three times the lr", _tp_triple_lr, mistake="another recipe"),
         Wrong("n_classes ignored", _tp_three_classes),
