@@ -388,3 +388,18 @@ def test_an_unforeseen_mistake_without_a_pattern_still_gets_the_first_nudge():
     bare = dataclasses.replace(LAYER_NORM, grader=lambda check: check.case(
         "random", check.randn(2, 5, 6), check.randn(6), check.randn(6)))
     assert LAYER_NORM.hints[0] in grade(bare, layer_norm).failure.hint
+
+
+def test_the_next_check_of_an_exercise_closes_the_hint_widget_the_last_one_showed():
+    """ipywidgets keeps a widget (and the page its model) until it is closed: a rerun check must not leave its
+    previous hint button, with its children, layouts and styles, behind."""
+    import importlib
+
+    hints = importlib.import_module("utils.grading.hints")  # the package's `hints` is the function of that name
+    widget = hints.hint_widget(["first", "second"])
+    parts = [widget, widget.layout, *widget.children, *(c.layout for c in widget.children),
+             *(c.style for c in widget.children)]
+    assert all(p.comm is not None for p in parts)
+    hints._live[LAYER_NORM.id] = widget
+    hints.show_hints(LAYER_NORM)  # outside a kernel it prints a pointer instead of a widget
+    assert all(p.comm is None for p in parts) and LAYER_NORM.id not in hints._live

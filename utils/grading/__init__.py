@@ -34,6 +34,7 @@ def check(fn: Callable, exercise_id: str | None = None) -> None:
         return
     result = grade(ex, fn, device=GRADING_DEVICE)
     if result.passed:
+        _hints.retire(ex.id)
         print(result.summary() + _where_graded())
         if note := gpu_note(ex, fn):
             print(note)

@@ -53,6 +53,7 @@ def show_hints(exercise: Exercise, already_shown: str = "") -> None:
 
     The failure is raised after this call, so in a kernel the widget waits for the end of the cell
     (IPython's post_run_cell event) and appears below the error, not above it."""
+    retire(exercise.id)
     hints = fresh_hints(exercise, already_shown)
     if not hints:
         return
@@ -62,9 +63,33 @@ def show_hints(exercise: Exercise, already_shown: str = "") -> None:
         except ImportError:
             widget = None
         if widget is not None:
+            _live[exercise.id] = widget
             _display_after_this_cell(widget)
             return
     print(f"Stuck? hint({exercise.id!r}) prints the next of {len(exercise.hints)} hints.")
+
+
+# The hint widget each exercise shows now. ipywidgets keeps every widget alive until it is closed (and the
+# page keeps its model), so a widget that is not closed outlives its output: a learner who reruns a failing
+# check twenty times would leave twenty sets of eight widget models behind. The next check of the same
+# exercise closes the previous one, children, layouts and styles included.
+_live: dict[str, object] = {}
+
+
+def retire(exercise_id: str) -> None:
+    """Close the hint widget an earlier check of this exercise showed (its output has been replaced)."""
+    widget = _live.pop(exercise_id, None)
+    if widget is not None:
+        _close_tree(widget)
+
+
+def _close_tree(widget) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
+        if part is not None and hasattr(part, "close"):
+            part.close()
+    widget.close()
 
 
 def _display_after_this_cell(widget) -> None:
