@@ -82,7 +82,8 @@ def train_probe(
     """Fit a linear probe by full-batch Adam on `probe_loss`, starting from zero weights.
 
     Returns the trained (W, b), detached. The residuals are data, not parameters: they must not
-    change or collect gradients."""
+    change or collect gradients. (The loss's scale does not matter: Adam ignores a constant
+    factor, so a sum over squares trains the same.)"""
     resid = resid.detach()
     W = torch.zeros(resid.shape[1], labels.shape[1], n_classes, device=resid.device, requires_grad=True)
     b = torch.zeros(labels.shape[1], n_classes, device=resid.device, requires_grad=True)
@@ -175,7 +176,9 @@ def top_n_errors(
     legal: Bool[Tensor, "... square"],
 ) -> Int[Tensor, "..."]:
     """Li et al. (2023)'s error count: with N legal moves, how many of the model's N most likely
-    moves are illegal. 0 means the top N are exactly the legal moves."""
+    moves are illegal. 0 means the top N are exactly the legal moves. The top N always holds
+    exactly N moves: if logits tie at the cut-off, any of the tied moves may complete it (as a
+    sort or topk picks them)."""
     n_legal = legal.sum(dim=-1, keepdim=True)
     rank = logits.argsort(dim=-1, descending=True).argsort(dim=-1)
     in_top = rank < n_legal
@@ -219,7 +222,8 @@ def train_translator(
     lr: float = 1e-2,
 ) -> tuple[Float[Tensor, "d_model d_model"], Float[Tensor, " d_model"]]:
     """Fit one layer's translator (A, b), both starting at zero, by full-batch Adam on the mean
-    `kl_from_final`. Only A and b learn: the model's weights stay as they are."""
+    `kl_from_final`. Only A and b learn: the model's weights stay as they are. (The loss's scale
+    does not matter: Adam ignores a constant factor, so a sum over samples trains the same.)"""
     d_model = resid.shape[-1]
     A = torch.zeros(d_model, d_model, device=resid.device, requires_grad=True)
     b = torch.zeros(d_model, device=resid.device, requires_grad=True)

@@ -7,6 +7,11 @@ a second. Training exercises are graded on what training must achieve on planted
 
 from __future__ import annotations
 
+import math
+import warnings
+from contextlib import contextmanager
+from functools import partial
+
 import einops
 import torch
 import torch.nn.functional as F
@@ -14,7 +19,7 @@ import torch.nn.functional as F
 from solutions.ch6_linear_representations import linear_representations as ref
 from utils.data import othello
 from utils.grading import Mistake, exercise
-from utils.grading.feedback import LearnerError
+from utils.grading.feedback import CheckFailed, LearnerError
 from utils.grading.models import clean_up, hooks_left, tiny_model
 from utils.grading.safety import fresh
 
@@ -39,14 +44,28 @@ def _model(check, **shape):
     return model
 
 
-def _model_case(check, name, model, *args, mistakes=()):
+def _model_case(check, name, model, *args, mistakes=(), fallback=None):
     """`check.case` for functions that run a model with hooks: hooks the learner leaves behind are
-    reported before the reference runs (which would otherwise run them too)."""
+    reported before the reference runs (which would otherwise run them too). `fallback(got)` may name
+    a mistake no `Mistake` reproduced: it returns (name, hint) or None."""
     got = check.run(model, *fresh(args), case=name)
     _expect_no_hooks(check, model, name)
     expected = check.reference(model, *fresh(args))
-    check.compare(got, expected, case=name, mistakes=mistakes, inputs=((model, *args), {}), atol=1e-4,
-                  check_dtype=False)
+    check.expect(not (isinstance(expected, torch.Tensor) and isinstance(got, (list, tuple))), case=name,
+                 mistake="a list, not a tensor",
+                 message=f"returned a {type(got).__name__} of {len(got) if isinstance(got, (list, tuple)) else 0} "
+                         f"items, not a tensor",
+                 hint="Return one tensor: collect the per-scale tensors in a list and torch.stack(...) them (keep "
+                      "them as tensors: no .item()), or wrap a list of numbers in torch.tensor(...).")
+    try:
+        check.compare(got, expected, case=name, mistakes=mistakes, inputs=((model, *args), {}), atol=1e-4,
+                      check_dtype=False)
+    except CheckFailed as failure:
+        named = fallback(got) if failure.mistake is None and fallback is not None else None
+        if named is None:
+            raise
+        raise CheckFailed(failure.detail, exercise=failure.exercise, case=failure.case, hint=named[1],
+                          mistake=named[0]) from None
 
 
 def _expect_no_hooks(check, model, case):
@@ -60,6 +79,15 @@ def _expect_no_hooks(check, model, case):
 
 
 # -- 1. the game and the model ------------------------------------------------------------
+
+
+def _sign_along(boards, *, dim, first):
+    """Signs alternating along axis `dim` (first, -first, ...): the parity taken along the wrong axis."""
+    index = torch.arange(boards.shape[dim], device=boards.device)
+    sign = torch.where(index % 2 == 0, first, -first)
+    shape = [1, 1, 1]
+    shape[dim] = -1
+    return boards * sign.reshape(shape)
 
 
 @exercise(difficulty=1, minutes=10, hints=[
@@ -81,6 +109,11 @@ def test_to_mine_theirs(check):
         Mistake("unchanged", "Return the boards from the point of view of the player to move: multiply "
                              "each move's board by that player's colour (+1 black, -1 white).",
                 lambda boards: boards),
+        *(Mistake(f"parity along the {name} axis",
+                  f"The player to move alternates from one *move* to the next (axis 1, boards.shape[1]), not "
+                  f"along the {name} axis: build the signs from torch.arange(boards.shape[1]) and broadcast them "
+                  f"as [1, move, 1] (sign[None, :, None]).", partial(_sign_along, dim=dim, first=first))
+          for name, dim in (("game", 0), ("square", 2)) for first in (-1, 1)),
     ]
     check.case("3 games of 5 moves", _boards(check), mistakes=mistakes)
     check.case("1 game of 6 moves", _boards(check, 1, 6), mistakes=mistakes)
@@ -120,6 +153,15 @@ def test_top1_legal_rate(check):
         p = logits.softmax(dim=-1)
         return (p * legal)[legal.any(-1)].sum(-1).mean().item()
 
+    def count(logits, legal, every=False):
+        has_move = legal.any(dim=-1)
+        hit = legal.gather(-1, logits.argmax(dim=-1)[..., None])[..., 0]
+        return float(hit.sum() if every else hit[has_move].sum())
+
+    def wrong_axis(logits, legal, dim=1):
+        top = logits.argmax(dim=dim)
+        return legal.gather(dim, top.unsqueeze(dim)).float().mean().item()
+
     def per_game(logits, legal):
         has_move = legal.any(dim=-1)
         hit = legal.gather(-1, logits.argmax(dim=-1)[..., None])[..., 0] & has_move
@@ -137,11 +179,29 @@ def test_top1_legal_rate(check):
         Mistake("probability on legal moves",
                 "Count how often the *top* prediction (argmax) is legal, not the probability the model puts "
                 "on legal moves.", legal_mass),
+        Mistake("a count, not a rate",
+                "Return a rate, the *fraction* of positions (with a legal move) whose top prediction is legal: "
+                "take the mean of the hits (.float().mean()), not their sum.", count),
+        Mistake("a count, not a rate",
+                "Return a rate, the *fraction* of positions (with a legal move) whose top prediction is legal: "
+                "take the mean of the hits (.float().mean()), not their sum.", lambda lo, le: count(lo, le, every=True)),
+        Mistake("argmax over the wrong axis",
+                "The model's prediction at one position is a distribution over the *squares* (the last axis): "
+                "take logits.argmax(dim=-1), which gives one square per (game, move), and gather legal along "
+                "that same axis.", wrong_axis),
+        Mistake("argmax over the wrong axis",
+                "The model's prediction at one position is a distribution over the *squares* (the last axis): "
+                "take logits.argmax(dim=-1), which gives one square per (game, move), and gather legal along "
+                "that same axis.", partial(wrong_axis, dim=0)),
+        Mistake("illegal rate", "Return how often the top prediction is *legal*: you returned the rate of illegal "
+                                "ones (1 minus the answer).",
+                lambda lo, le: 1 - ref.top1_legal_rate(lo, le)),
     ]
     check.case("4 games of 5 moves", check.randn(4, 5, N_SQUARES), _legal(check), mistakes=mistakes,
                check_dtype=False)
     got = check.run(check.randn(4, 3, N_SQUARES), _legal(check, 4, 3), case="type")
     check.expect(isinstance(got, float), case="type", message=f"returned a {type(got).__name__}, not a float",
+                 mistake="tensor, not number" if isinstance(got, torch.Tensor) else "not a float",
                  hint="Return a Python number: .item() on the mean.")
 
 
@@ -169,6 +229,10 @@ def test_probe_logits(check):
     check.case("10 samples, d_model 6", check.randn(10, 6), W, b, mistakes=mistakes, check_dtype=False)
 
 
+def _flat(logits):
+    return einops.rearrange(logits, "s q c -> (s q) c")
+
+
 @exercise(difficulty=2, minutes=10, hints=[
     "F.cross_entropy expects the class axis second: flatten samples and squares into one axis first.",
     "einops.rearrange(logits, 'sample square cls -> (sample square) cls') and the labels to "
@@ -186,6 +250,25 @@ def test_probe_loss(check):
         Mistake("softmax over squares",
                 "The softmax runs over the classes of one square (the last axis), not over the squares.",
                 lambda lo, la: -lo.log_softmax(dim=1).gather(-1, la[..., None]).mean()),
+        Mistake("nll_loss on probabilities",
+                "F.nll_loss expects *log*-probabilities: given softmax probabilities it returns minus the mean "
+                "probability of the label, not a cross-entropy. Use log_softmax instead of softmax, or give the "
+                "logits to F.cross_entropy, which applies log_softmax itself.",
+                lambda lo, la: F.nll_loss(_flat(lo.softmax(-1)), la.reshape(-1))),
+        Mistake("softmax before cross_entropy",
+                "F.cross_entropy applies log_softmax itself: give it the raw logits. Softmax first normalises "
+                "twice and squashes the loss towards log(n_classes).",
+                lambda lo, la: F.cross_entropy(_flat(lo.softmax(-1)), la.reshape(-1))),
+        Mistake("not averaged", "Return one number, the mean over samples and squares (F.cross_entropy's default "
+                                "reduction='mean'), not the loss of every (sample, square).",
+                lambda lo, la: F.cross_entropy(_flat(lo), la.reshape(-1), reduction="none")),
+        Mistake("not averaged", "Return one number, the mean over samples and squares (F.cross_entropy's default "
+                                "reduction='mean'), not the loss of every (sample, square).",
+                lambda lo, la: F.cross_entropy(_flat(lo), la.reshape(-1), reduction="none").reshape(la.shape)),
+        Mistake("summed, not averaged", "Average over samples and squares (reduction='mean', the default): a sum "
+                                        "grows with the number of samples, and the learning rate would have to "
+                                        "shrink with it.",
+                lambda lo, la: F.cross_entropy(_flat(lo), la.reshape(-1), reduction="sum")),
     ]
     try:
         check.case("10 samples", check.randn(10, N_SQUARES, 3), check.randint(3, 10, N_SQUARES), mistakes=mistakes)
@@ -213,7 +296,19 @@ def test_probe_accuracy(check):
                               "entry per square.", lambda lo, la: (lo.argmax(-1) == la).float().mean(dim=1)),
         Mistake("not averaged", "Average the right/wrong matrix over the samples: return one accuracy per square.",
                 lambda lo, la: (lo.argmax(-1) == la).float()),
+        Mistake("a count, not a fraction", "Return the *fraction* of samples classified correctly (between 0 and "
+                                           "1): divide the count by the number of samples, i.e. .float().mean(dim=0) "
+                                           "instead of .sum(dim=0).", lambda lo, la: (lo.argmax(-1) == la).sum(0)),
+        Mistake("a percentage", "Return a fraction between 0 and 1, not a percentage: drop the * 100.",
+                lambda lo, la: 100 * (lo.argmax(-1) == la).float().mean(0)),
+        Mistake("argmax over the wrong axis", "The prediction for one square is the most likely *class*: argmax "
+                                              "over the last axis (cls), logits.argmax(dim=-1), not over the "
+                                              "squares (dim 1).",
+                lambda lo, la: (lo.argmax(1) == la).float().mean(0)),
     ]
+    # 3 squares and 3 classes first: an argmax over the wrong axis has the right shape here, and is named
+    check.case("12 samples, 3 squares", check.randn(12, 3, 3), check.randint(3, 12, 3), mistakes=mistakes,
+               check_dtype=False)
     check.case("12 samples", check.randn(12, N_SQUARES, 3), check.randint(3, 12, N_SQUARES), mistakes=mistakes,
                check_dtype=False)
 
@@ -248,7 +343,34 @@ _RECIPE_MISTAKES = [
     Mistake("one step too many", "Your probe is the one `steps + 1` steps of Adam give: take exactly `steps` steps "
                                  "(`for _ in range(steps):`, one optimizer.step() each).",
             lambda r, y, n_classes, steps, lr: ref.train_probe(r, y, n_classes, steps + 1, lr)),
+    Mistake("SGD instead of Adam", "Your probe is the one plain SGD gives: the docstring asks for Adam, "
+                                   "torch.optim.Adam([W, b], lr=lr), which adapts each weight's step size and "
+                                   "gets much further in the same number of steps.",
+            lambda r, y, n_classes, steps, lr: _train_probe_variant(r, y, n_classes, steps, lr, optimizer="sgd")),
+    Mistake("lr ignored", "Your probe is the one Adam's default learning rate (0.001) gives: pass the lr you are "
+                          "given, torch.optim.Adam([W, b], lr=lr).",
+            lambda r, y, n_classes, steps, lr: ref.train_probe(r, y, n_classes, steps, 1e-3)),
+    Mistake("gradients never zeroed", "Your probe is the one you get when the gradients are never reset: "
+                                      "loss.backward() *adds* to .grad, so call optimizer.zero_grad() every step "
+                                      "(before backward), or each step uses the sum of all past gradients.",
+            lambda r, y, n_classes, steps, lr: _train_probe_variant(r, y, n_classes, steps, lr, zero_grad=False)),
 ]
+
+
+def _train_probe_variant(resid, labels, n_classes, steps, lr, *, optimizer="adam", zero_grad=True):
+    """The docstring's training loop with one thing changed, for recipe mistakes."""
+    resid = resid.detach()
+    W = torch.zeros(resid.shape[1], labels.shape[1], n_classes, device=resid.device, requires_grad=True)
+    b = torch.zeros(labels.shape[1], n_classes, device=resid.device, requires_grad=True)
+    opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)([W, b], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = ref.probe_loss(ref.probe_logits(resid, W, b), labels)
+            if zero_grad:
+                opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return W.detach(), b.detach()
 
 
 def _tolerance(logits):
@@ -343,12 +465,16 @@ def test_train_probe(check):
         check.expect(isinstance(got, tuple) and len(got) == 2, case=case, message="did not return a pair (W, b)",
                      hint="Return the trained weight and bias: `return W.detach(), b.detach()`.")
         W, b = got
-        check.expect(isinstance(W, torch.Tensor) and isinstance(b, torch.Tensor)
-                     and tuple(W.shape) == (8, N_SQUARES, n_classes) and tuple(b.shape) == (N_SQUARES, n_classes),
-                     case=case, message=f"W has shape {tuple(getattr(W, 'shape', ()))} and b "
+        shapes_ok = (isinstance(W, torch.Tensor) and isinstance(b, torch.Tensor)
+                     and tuple(W.shape) == (8, N_SQUARES, n_classes) and tuple(b.shape) == (N_SQUARES, n_classes))
+        classes_ignored = (not shapes_ok and isinstance(W, torch.Tensor) and W.ndim == 3
+                           and tuple(W.shape[:2]) == (8, N_SQUARES) and W.shape[-1] == 3)
+        check.expect(shapes_ok, case=case, mistake="n_classes ignored" if classes_ignored else None,
+                     message=f"W has shape {tuple(getattr(W, 'shape', ()))} and b "
                                         f"{tuple(getattr(b, 'shape', ()))}; expected (8, {N_SQUARES}, {n_classes}) "
                                         f"and ({N_SQUARES}, {n_classes})",
-                     hint="W is [d_model, square, cls] and b is [square, cls], with cls = n_classes.")
+                     hint="W is [d_model, square, cls] and b is [square, cls], with cls = n_classes: size the "
+                          "class axis by the `n_classes` argument, not a fixed 3.")
         check.expect(not W.requires_grad and not b.requires_grad, case=case, mistake="not detached",
                      message="the returned tensors still require grad",
                      hint="Return W.detach(), b.detach(): the caller should get plain tensors, not a graph.")
@@ -404,6 +530,14 @@ def test_control_labels(check):
                                            "not 0, which is a real square.",
                 lambda moves, table: table[shifted(moves, 0), moves]),
     ]
+    def following(moves, table, *, swapped=False):
+        nxt = torch.cat([moves[:, 1:], torch.full_like(moves[:, :1], table.shape[0] - 1)], dim=1)
+        return table[nxt, moves] if swapped else table[moves, nxt]
+
+    nxt_hint = ("Use the *previous* move, the one before each move (shift the moves right by one along the move axis, "
+                "the last token id in front), not the next one: after move t, only moves t - 1 and t are known.")
+    mistakes += [Mistake("next move, not previous", nxt_hint, following),
+                 Mistake("next move, not previous", nxt_hint, partial(following, swapped=True))]
     mistakes.append(Mistake("othello.PAD hard-coded",
                             f"Use the table's last token id, table.shape[0] - 1: the function takes any table, and "
                             f"with this one's 40 token ids othello.PAD ({othello.PAD}) is a real move.",
@@ -449,6 +583,19 @@ def test_position_baseline(check):
     def fit_on_test(train, test, vtr, vte, n_classes=3):
         return ref.position_baseline(test, test, vte, vte, n_classes)
 
+    def guess(train, vtr, n_classes):
+        return (F.one_hot(train, n_classes) * vtr[..., None, None]).sum(0)
+
+    def ties_high(train, test, vtr, vte, n_classes=3):
+        best = n_classes - 1 - guess(train, vtr, n_classes).flip(-1).argmax(-1)
+        return ((test == best) & vte[..., None]).sum((0, 1)) / vte.sum()
+
+    def divided(train, test, vtr, vte, n_classes=3, *, by):
+        hits = ((test == guess(train, vtr, n_classes).argmax(-1)) & vte[..., None]).float()
+        if by == "game mean":
+            return (hits.sum(1) / vte.sum(1, keepdim=True)).mean(0)
+        return hits.sum((0, 1)) / (vte.shape[0] if by == "games" else vte.numel())
+
     mistakes = [
         Mistake("padding counted in training", "Count only the training positions that hold a move "
                                                "(valid_train): padding repeats the final board.", unmasked),
@@ -457,6 +604,18 @@ def test_position_baseline(check):
                                         "are empty, late most are full.", per_square_only),
         Mistake("fitted on the test games", "Find the most common classes on the *training* games and score "
                                             "them on the test games.", fit_on_test),
+        Mistake("ties to the higher class", "When two classes are equally common, guess the *lower* one (the "
+                                            "docstring's rule, which argmax follows): take counts.argmax(-1) "
+                                            "directly.", ties_high),
+        Mistake("divided by the number of games", "Divide by the number of valid test *positions*, "
+                                                  "valid_test.sum(), not by the number of test games.",
+                partial(divided, by="games")),
+        Mistake("divided by every test position", "Divide by the number of *valid* test positions, "
+                                                  "valid_test.sum(), not by every (game, move) including padding.",
+                partial(divided, by="all")),
+        Mistake("averaged per game", "Pool the valid test positions of all games: sum the hits and divide by "
+                                     "valid_test.sum(), rather than averaging within each game first.",
+                partial(divided, by="game mean")),
     ]
     check.case("6 training and 3 test games", *_baseline_data(check), mistakes=mistakes, check_dtype=False)
 
@@ -479,6 +638,16 @@ def test_class_direction(check):
         Mistake("target column only", "Subtract the source class's weights: only the difference of the two "
                                       "logits decides between them.",
                 lambda W, s, a, b: W[:, s, b] / W[:, s, b].norm()),
+        Mistake("divided by the squared norm", "Divide the difference by its norm, d / d.norm(), to get a unit "
+                                               "vector: d / (d @ d) divides by the norm *squared*.",
+                lambda W, s, a, b: (W[:, s, b] - W[:, s, a]) / (W[:, s, b] - W[:, s, a]).norm() ** 2),
+        Mistake("wrong axis of W", "W is [d_model, square, cls]: the direction lives in the d_model axis, so keep "
+                                   "it whole and index the other two, W[:, square, target] - W[:, square, source].",
+                lambda W, s, a, b: F.normalize(W[s, :, b] - W[s, :, a], dim=0)),
+        Mistake("columns normalised separately", "Normalise the *difference* once: normalising each class's "
+                                                 "column first and then subtracting gives a vector that is "
+                                                 "neither unit length nor along the logit difference.",
+                lambda W, s, a, b: F.normalize(W[:, s, b], dim=0) - F.normalize(W[:, s, a], dim=0)),
     ]
     W, _ = _probe(check)
     check.case("square 4, class 1 -> 2", W, 4, 1, 2, mistakes=mistakes)
@@ -500,26 +669,39 @@ def test_reflect_along(check):
                 lambda r, d: r - ((r @ (d / d.norm()))[..., None] * (d / d.norm()))),
         Mistake("only the component", "Return the whole reflected vector, not only its part along the direction.",
                 lambda r, d: -(r @ (d / d.norm()))[..., None] * (d / d.norm())),
+        Mistake("component added", "*Subtract* twice the component along the direction (resid - 2 (resid . u) u): "
+                                   "adding it triples the component instead of flipping its sign.",
+                lambda r, d: r + 2 * (r @ (d / d.norm()))[..., None] * (d / d.norm())),
+        Mistake("normalised once", "Divide by the norm in *both* places the direction appears (use the unit vector "
+                                   "u = d / |d| for the dot product and for the vector you subtract), or by |d|^2 "
+                                   "once: dividing by |d| only once leaves the component |d| times too big.",
+                lambda r, d: r - 2 * (r @ d)[..., None] * d / d.norm()),
     ]
     direction = check.randn(6, scale=3.0)
     check.case("8 vectors, a direction of length ~7", check.randn(8, 6), direction, mistakes=mistakes)
     check.case("a [game, move, d_model] batch", check.randn(2, 3, 6), direction, mistakes=mistakes)
 
 
-def _intervene_variant(*, every=False, hook="resid_post", project=False):
+def _intervene_variant(*, every=False, hook="resid_post", project=False, factor=2.0, normalise=True, offset=0,
+                       next_layer=False):
     def variant(model, moves, layer, direction, position):
-        unit = direction / direction.norm()
+        unit = direction / direction.norm() if normalise else direction
 
         def edit(resid, hook):
             resid = resid.clone()
-            where = slice(None) if every else position
+            where = slice(None) if every else position + offset
             part = resid[:, where]
             along = (part @ unit)[..., None] * unit
-            resid[:, where] = part - (1 if project else 2) * along
+            resid[:, where] = part - (1 if project else factor) * along
             return resid
 
-        return model.run_with_hooks(moves, fwd_hooks=[(f"blocks.{layer}.hook_{hook}", edit)])
+        return model.run_with_hooks(moves, fwd_hooks=[(f"blocks.{layer + next_layer}.hook_{hook}", edit)])
     return variant
+
+
+_NO_EFFECT = ("Your edit never reaches the model: the logits at `position` are exactly the unedited ones. A hook "
+              "that clones the residual and edits the clone must *return* it (`return resid`), or TransformerLens "
+              "keeps the original; and the edit goes at `position` itself (resid[:, position]), not a neighbour.")
 
 
 @exercise(difficulty=2, minutes=15, hints=[
@@ -538,18 +720,50 @@ def test_intervene(check):
                                     "blocks.{layer}.hook_resid_post.", _intervene_variant(hook="resid_pre")),
         Mistake("projected out", "Reflect (subtract the component twice), as reflect_along does.",
                 _intervene_variant(project=True)),
+        Mistake("no effect", _NO_EFFECT, lambda model, moves, *_: model(moves)),
+        Mistake("one position late", "Edit the residual at `position` itself (resid[:, position]), not at "
+                                     "position + 1: the logits at `position` must already see the edit.",
+                _intervene_variant(offset=1)),
+        Mistake("one position early", "Edit the residual at `position` itself (resid[:, position]), not at "
+                                      "position - 1.", _intervene_variant(offset=-1)),
+        Mistake("direction not normalised", "Reflect along the *unit* direction: direction may have any length, "
+                                            "so normalise it first (or call reflect_along, which does).",
+                _intervene_variant(normalise=False)),
+        Mistake("component added", "Subtract twice the component (resid - 2 (resid . u) u), as reflect_along "
+                                   "does: adding it triples the component instead of flipping it.",
+                _intervene_variant(factor=-2.0)),
+        Mistake("one block late", "Edit the residual stream after block `layer`, blocks.{layer}.hook_resid_post, "
+                                  "not after block layer + 1.", _intervene_variant(next_layer=True)),
+        Mistake("inside the block", "Edit the residual stream *after* block `layer` "
+                                    "(blocks.{layer}.hook_resid_post), not between its attention and MLP "
+                                    "(hook_resid_mid).", _intervene_variant(hook="resid_mid")),
     ]
     model = _model(check)
     direction = check.randn(24)
     try:
-        _model_case(check, "layer 1, position 2", model, check.randint(12, 3, 6), 1, direction, 2, mistakes=mistakes)
-        _model_case(check, "layer 0, position 4", model, check.randint(12, 2, 6), 0, direction, 4, mistakes=mistakes)
+        for name, moves, layer, position in (("layer 1, position 2", check.randint(12, 3, 6), 1, 2),
+                                             ("layer 0, position 4", check.randint(12, 2, 6), 0, 4)):
+            _model_case(check, name, model, moves, layer, direction, position, mistakes=mistakes,
+                        fallback=partial(_unedited_at, check, model, moves, position))
     finally:
         clean_up(model)
 
 
+def _unedited_at(check, model, moves, position, got):
+    """A wrong intervention whose logits at `position` are the unedited ones: the edit never reached it."""
+    if not isinstance(got, torch.Tensor):
+        return None
+    with torch.no_grad():
+        clean = model(moves.to(check.device))
+    got = got.detach().to(clean)
+    if got.shape == clean.shape and torch.allclose(got[:, position], clean[:, position], atol=1e-5, rtol=1e-5):
+        return "no effect", _NO_EFFECT
+    return None
+
+
 @exercise(difficulty=2, minutes=15, hints=[
-    "N differs per position: legal.sum(-1). A move is in the top N if fewer than N moves have a higher logit.",
+    "N differs per position: legal.sum(-1). Rank the moves by logit (rank 0 = most likely); a move is in the "
+    "top N if its rank is below N.",
     "The rank of each move is logits.argsort(-1, descending=True).argsort(-1) (0 = most likely).",
     "in_top = rank < legal.sum(-1, keepdim=True); return (in_top & ~legal).sum(-1)",
 ])
@@ -584,11 +798,79 @@ def test_top_n_errors(check):
         Mistake("least likely first", "Rank by descending logit: rank 0 is the most likely move.", ascending),
         Mistake("probability threshold", "Count the N most likely moves (N = number of legal moves), whatever "
                                          "their probabilities.", threshold),
+        Mistake("top N + 1", "Ranks count from 0, so the top N are the ranks 0 ... N - 1: use rank < N, not "
+                             "rank <= N (which takes N + 1 moves).",
+                lambda logits, legal: ((_ranks(logits) <= legal.sum(-1, keepdim=True)) & ~legal).sum(-1)),
+        Mistake("top N - 1", "Ranks count from 0, so the top N are the ranks 0 ... N - 1: use rank < N (rank < "
+                             "N - 1 takes only N - 1 moves).",
+                lambda logits, legal: ((_ranks(logits) < legal.sum(-1, keepdim=True) - 1) & ~legal).sum(-1)),
+        Mistake("sort order used as ranks", "argsort gives the *indices* of the moves in order of logit "
+                                            "(order[0] is the best square), not each move's rank. Argsort twice, "
+                                            "logits.argsort(-1, descending=True).argsort(-1), to get every "
+                                            "square's rank, or scatter the first N indices of the order into a "
+                                            "mask.",
+                lambda logits, legal: ((logits.argsort(-1, descending=True) < legal.sum(-1, keepdim=True))
+                                       & ~legal).sum(-1)),
     ]
     legal = _legal(check)
     legal[3, 2] = False
     legal[3, 2, :3] = True
     check.case("4 games of 5 moves", check.randn(4, 5, N_SQUARES), legal, mistakes=mistakes)
+    _tied_case(check, mistakes)
+
+
+def _ranks(logits):
+    return logits.argsort(dim=-1, descending=True).argsort(dim=-1)
+
+
+def _tie_bounds(logits, legal):
+    """The fewest and the most illegal moves among N moves that a top N can hold when logits tie at the
+    cut-off: every move above the N-th logit is in, and any of those equal to it may fill the rest."""
+    n = legal.sum(-1, keepdim=True)
+    ordered = logits.sort(dim=-1, descending=True).values
+    cut = ordered.gather(-1, (n - 1).clamp(min=0))
+    above = (logits > cut) & (n > 0)
+    tied = (logits == cut) & (n > 0)
+    free = n[..., 0] - above.sum(-1)                                # slots the tied moves fill
+    sure = (above & ~legal).sum(-1)
+    tied_illegal, tied_legal = (tied & ~legal).sum(-1), (tied & legal).sum(-1)
+    return sure + (free - tied_legal).clamp(min=0), sure + torch.minimum(free, tied_illegal)
+
+
+_TIES = ("When several moves tie at the N-th logit, the top N still holds exactly N moves: all those above the tie, "
+         "then any of the tied ones until there are N (a sort, argsort or topk does this for you).")
+
+
+def _tied_case(check, mistakes):
+    """Logits with ties at the cut-off: any choice among the tied moves is accepted (the docstring's rule)."""
+    case = "tied logits at the cut-off"
+    logits = check.randint(3, 4, 5, N_SQUARES).float()
+    legal = _legal(check)
+    got = check.run(logits, legal, case=case)
+    if isinstance(got, torch.Tensor) and got.shape == legal.shape[:-1] and not got.is_floating_point():
+        low, high = _tie_bounds(logits, legal)
+        given = got.to(low)
+        if bool(((given >= low) & (given <= high)).all()):
+            check.expect(True, case=case, message="")
+            return
+
+    def tie_rule(logits, legal, *, strict):
+        n = legal.sum(-1, keepdim=True)
+        ordered = logits.sort(dim=-1, descending=True).values
+        if strict:  # above the (N+1)-th logit
+            top = (logits > ordered.gather(-1, n.clamp(max=logits.shape[-1] - 1))) | (n == logits.shape[-1])
+        else:       # at least the N-th logit
+            top = (logits >= ordered.gather(-1, (n - 1).clamp(min=0))) & (n > 0)
+        return (top & ~legal).sum(-1)
+
+    tie_mistakes = [
+        Mistake("ties all counted", f"{_TIES} Counting every move at least as likely as the N-th one takes more "
+                                    f"than N when they tie.", partial(tie_rule, strict=False)),
+        Mistake("tied moves left out", f"{_TIES} Counting only the moves strictly above the (N+1)-th logit "
+                                       f"takes fewer than N when the N-th and the (N+1)-th tie.", partial(tie_rule, strict=True)),
+    ]
+    check.compare(got, check.reference(logits, legal), case=case, mistakes=[*tie_mistakes, *mistakes],
+                  inputs=((logits, legal), {}))
 
 
 # -- 5. lenses ----------------------------------------------------------------------------------
@@ -600,15 +882,60 @@ def test_top_n_errors(check):
     "return model.unembed(model.ln_final(resid))",
 ])
 def test_logit_lens(check):
+    def manual_ln(m, r, *, unbiased):
+        centred = r - r.mean(-1, keepdim=True)
+        scale = (centred.var(-1, keepdim=True, unbiased=unbiased) + m.cfg.eps).sqrt()
+        return m.unembed(centred / scale * m.ln_final.weight + m.ln_final.bias)
+
     mistakes = [
         Mistake("no final layer norm", "Apply model.ln_final before the unembedding, as the model does to its "
                                        "last residual stream.", lambda m, r: m.unembed(r)),
         Mistake("probabilities", "Return logits (no softmax).",
                 lambda m, r: ref.logit_lens(m, r).softmax(-1)),
+        Mistake("log-probabilities", "Return the logits themselves, not log_softmax of them: the lens is the "
+                                     "model's own last two steps, and the model outputs logits.",
+                lambda m, r: ref.logit_lens(m, r).log_softmax(-1)),
+        _NO_UNEMBED_BIAS,
+        Mistake("layer norm without its weights", "Use the model's own final layer norm, model.ln_final: it scales "
+                                                  "and shifts by its learned weight and bias after normalising "
+                                                  "(F.layer_norm without weight= and bias=, or a hand-written "
+                                                  "normalisation, leaves them out).",
+                lambda m, r: m.unembed(F.layer_norm(r, r.shape[-1:], eps=m.cfg.eps))),
+        Mistake("unbiased variance", "Layer norm divides by the *biased* standard deviation (mean of squares, "
+                                     "unbiased=False); .std() or .var() default to the unbiased one (divide by "
+                                     "d - 1). Simplest: call model.ln_final.",
+                partial(manual_ln, unbiased=True)),
     ]
     model = _model(check, d_vocab_out=9)
-    check.case("resid [2, 5, 24]", model, check.randn(2, 5, 24, scale=2.0), mistakes=mistakes, atol=1e-4)
-    check.case("resid [7, 24]", model, check.randn(7, 24), mistakes=mistakes, atol=1e-4)
+    with _unembed_bias(check, model):
+        check.case("resid [2, 5, 24]", model, check.randn(2, 5, 24, scale=2.0), mistakes=mistakes, atol=1e-4)
+        check.case("resid [7, 24]", model, check.randn(7, 24), mistakes=mistakes, atol=1e-4)
+
+
+_NO_UNEMBED_BIAS = Mistake("no unembedding bias", "The unembedding has a bias: logits = x @ W_U + b_U. Call "
+                                                  "model.unembed(x), which adds it, or add model.b_U yourself.",
+                           lambda m, r, *translator: _unembed_no_bias(m, r, *translator))
+
+
+def _unembed_no_bias(model, resid, A=None, b=None):
+    if A is not None:
+        resid = resid + resid @ A + b
+    return model.ln_final(resid) @ model.W_U
+
+
+@contextmanager
+def _unembed_bias(check, model):
+    """The shared tiny model with a random unembedding bias for the duration (its own is zero, which would
+    hide a forgotten b_U); put back afterwards."""
+    bias = model.unembed.original_component.bias
+    saved = bias.detach().clone()
+    with torch.no_grad():
+        bias.copy_(check.randn(bias.shape[0]))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            bias.copy_(saved)
 
 
 @exercise(difficulty=2, minutes=10, hints=[
@@ -628,13 +955,46 @@ def test_kl_from_final(check):
                 lambda lens, final: ref.kl_from_final(lens, final) / lens.shape[-1]),
         Mistake("raw logits", "Normalise first: log_softmax turns logits into log-probabilities.",
                 lambda lens, final: (final.softmax(-1) * (final - lens)).sum(-1)),
+        Mistake("raw logits", "F.kl_div's first argument must be the lens's *log*-probabilities: pass "
+                              "lens_logits.log_softmax(-1), not the raw logits.",
+                lambda lens, final: F.kl_div(lens, final.softmax(-1), reduction="none").sum(-1)),
+        Mistake("bits, not nats", "The KL is in nats: use natural logarithms (log_softmax, .log()). log2 gives "
+                                  "bits, 1 / ln 2 = 1.44 times the value in nats.",
+                lambda lens, final: ref.kl_from_final(lens, final) / math.log(2)),
+        *(Mistake("reduced to one number", "Return one KL per position (shape lens_logits.shape[:-1]): sum over "
+                                          "the squares only. F.kl_div reduces everything unless you pass "
+                                          "reduction='none' and then .sum(-1).",
+                  partial(_kl_div_reduced, reduction=reduction))
+          for reduction in ("batchmean", "mean", "sum")),
+        Mistake("reduced to one number", "Return one KL per position (shape lens_logits.shape[:-1]): sum over "
+                                         "the squares only, do not average over the positions.",
+                lambda lens, final: ref.kl_from_final(lens, final).mean()),
+        Mistake("log_target missing", "F.kl_div reads its target as *probabilities* unless you pass "
+                                      "log_target=True: with log-probabilities as the target it takes the log of "
+                                      "negative numbers (NaN). Pass log_target=True, or give final_logits.softmax(-1).",
+                lambda lens, final: F.kl_div(lens.log_softmax(-1), final.log_softmax(-1), reduction="none").sum(-1)),
+        *(Mistake("softmax over the wrong axis", f"Normalise over the squares, the last axis (log_softmax(-1)), not "
+                                                f"axis {dim}: each position's distribution sums to 1 over the squares.",
+                  partial(_kl_axis, dim=dim)) for dim in (0, 1)),
     ]
     check.case("[3, 4, 9] logits", check.randn(3, 4, 9, scale=2.0), check.randn(3, 4, 9, scale=2.0),
                mistakes=mistakes, check_dtype=False)
+    # both NaN here, a missing log_target and softmax().log() look alike: the case hint names the latter
     check.case("very confident logits", check.randn(2, 9, scale=200.0), check.randn(2, 9, scale=200.0),
-               mistakes=mistakes, check_dtype=False,
+               mistakes=[m for m in mistakes if m.name != "log_target missing"], check_dtype=False,
                hint="Use log_softmax, not softmax().log(): with large logits a probability underflows to 0 and "
                     "its log is -inf.")
+
+
+def _kl_axis(lens, final, *, dim):
+    p = final.log_softmax(dim)
+    return (p.exp() * (p - lens.log_softmax(dim))).sum(-1)
+
+
+def _kl_div_reduced(lens, final, *, reduction):
+    with warnings.catch_warnings():  # reduction="mean" warns that it is not "batchmean": that is the mistake
+        warnings.simplefilter("ignore", UserWarning)
+        return F.kl_div(lens.log_softmax(-1), final.log_softmax(-1), log_target=True, reduction=reduction)
 
 
 @exercise(difficulty=1, minutes=10, hints=[
@@ -651,10 +1011,22 @@ def test_tuned_lens(check):
                 lambda m, r, A, b: ref.logit_lens(m, r + r @ A.T + b)),
         Mistake("missing bias", "Add the translator's bias b.",
                 lambda m, r, A, b: ref.logit_lens(m, r + r @ A)),
+        Mistake("translator after the layer norm", "Translate the residual stream itself, *before* the final "
+                                                   "layer norm: logit_lens(model, h + h A + b). The translator "
+                                                   "maps layer-l residuals to last-layer residuals, which "
+                                                   "ln_final then normalises.",
+                lambda m, r, A, b: m.unembed(m.ln_final(r) + m.ln_final(r) @ A + b)),
+        Mistake("bias multiplied by A", "The translator is h + h A + b: add b after the product, not (h + b) A.",
+                lambda m, r, A, b: ref.logit_lens(m, r + (r + b) @ A)),
+        _NO_UNEMBED_BIAS,
+        Mistake("translator not applied", "Your output is the plain logit lens: translate the residual first, "
+                                          "logit_lens(model, resid + resid @ A + b).",
+                lambda m, r, A, b: ref.logit_lens(m, r)),
     ]
     model = _model(check, d_vocab_out=9)
     A, b = check.randn(24, 24, scale=0.3), check.randn(24)
-    check.case("resid [2, 5, 24]", model, check.randn(2, 5, 24), A, b, mistakes=mistakes, atol=1e-4)
+    with _unembed_bias(check, model):
+        check.case("resid [2, 5, 24]", model, check.randn(2, 5, 24), A, b, mistakes=mistakes, atol=1e-4)
 
 
 @exercise(difficulty=3, minutes=20, timeout=30.0, hints=[
@@ -701,11 +1073,23 @@ def test_train_translator(check):
     clean_up(model)
     with torch.no_grad():
         A, b = A.to(resid), b.to(resid)
-        kl = ref.kl_from_final(ref.tuned_lens(model, resid, A, b), final).mean().item()
+        lens = ref.tuned_lens(model, resid, A, b)
+        kl = ref.kl_from_final(lens, final).mean().item()
         kl_logit_lens = ref.kl_from_final(ref.logit_lens(model, resid), final).mean().item()
         kl_ref = ref.kl_from_final(ref.tuned_lens(model, resid, A_ref, b_ref), final).mean().item()
-        gap = (ref.tuned_lens(model, resid, A, b) - ref.tuned_lens(model, resid, A_ref, b_ref)).abs().max().item()
+        gap = (lens - ref.tuned_lens(model, resid, A_ref, b_ref)).abs().max().item()
     untrained = bool(A.abs().max() == 0 and b.abs().max() == 0)
+    if not untrained and (gap >= 0.05 or kl > kl_ref * 1.2 + 0.01):
+        _translator_start(check, model, resid, final)
+        for mistake in _TRANSLATOR_RECIPES:     # each a training run: only for a translator already wrong
+            A_wrong, b_wrong = mistake.output(model, resid, final, 150, 1e-2)
+            clean_up(model)
+            with torch.no_grad():
+                wrong_gap = (lens - ref.tuned_lens(model, resid, A_wrong, b_wrong)).abs().max().item()
+            check.expect(wrong_gap >= 0.05, case=case, mistake=mistake.name, hint=mistake.hint,
+                         message=f"your lens's logits differ by up to {gap:.3g} from those of a translator trained "
+                                 f"as the docstring says (your tuned lens is {kl:.3f} nats from the final output, "
+                                 f"the docstring's {kl_ref:.3f})")
     check.expect(kl <= kl_ref * 1.2 + 0.01, case=case, mistake="untrained" if untrained else "undertrained",
                  message=f"your tuned lens is {kl:.3f} nats from the final output; the logit lens is "
                          f"{kl_logit_lens:.3f} and a translator trained as the docstring says {kl_ref:.3f}",
@@ -718,6 +1102,78 @@ def test_train_translator(check):
                  hint="Follow the recipe: A and b start at zero, Adam at the given lr for exactly `steps` steps, "
                       "and the loss is kl_from_final(lens logits, final logits).mean() (KL from the final output, "
                       "not the reverse, not a squared error).")
+
+
+def _train_translator_variant(model, resid, final, steps, lr, *, optimizer="adam", zero_grad=True, reverse=False,
+                              skip=True):
+    """The docstring's translator training with one thing changed, for recipe mistakes."""
+    d_model = resid.shape[-1]
+    A = torch.zeros(d_model, d_model, device=resid.device, requires_grad=True)
+    b = torch.zeros(d_model, device=resid.device, requires_grad=True)
+    opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)([A, b], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            lens = ref.logit_lens(model, (resid if skip else 0) + resid @ A + b)
+            kl = ref.kl_from_final(final, lens) if reverse else ref.kl_from_final(lens, final)
+            if zero_grad:
+                opt.zero_grad()
+            kl.mean().backward()
+            opt.step()
+    return A.detach(), b.detach()
+
+
+_TRANSLATOR_RECIPES = [
+    Mistake("KL reversed", "Your translator is the one that minimises KL(lens || final): the loss is "
+                           "kl_from_final(lens_logits, final_logits), KL(final || lens), weighted by the model's own "
+                           "final distribution (check the order of the two arguments).",
+            partial(_train_translator_variant, reverse=True)),
+    Mistake("no skip connection", "Your translator is the one trained without the skip connection: the lens is "
+                                  "h + h A + b (tuned_lens adds h back), so that A = 0, b = 0 is the logit lens. "
+                                  "Train through tuned_lens(model, resid, A, b).",
+            partial(_train_translator_variant, skip=False)),
+    Mistake("SGD instead of Adam", "Your translator is the one plain SGD gives: the docstring asks for Adam, "
+                                   "torch.optim.Adam([A, b], lr=lr).",
+            partial(_train_translator_variant, optimizer="sgd")),
+    Mistake("gradients never zeroed", "Your translator is the one you get when the gradients are never reset: "
+                                      "loss.backward() *adds* to .grad, so call optimizer.zero_grad() every step.",
+            partial(_train_translator_variant, zero_grad=False)),
+    Mistake("lr ignored", "Your translator is the one Adam's default learning rate (0.001) gives: pass the lr you "
+                          "are given, torch.optim.Adam([A, b], lr=lr).",
+            lambda model, resid, final, steps, lr: _train_translator_variant(model, resid, final, steps, 1e-3)),
+]
+
+
+def _translator_start(check, model, resid, final):
+    """Trained for 0 steps, a translator is its starting point: zeros (the logit lens)."""
+    case = "0 steps: the starting point"
+    try:
+        got = check.call(lambda r, f: check.candidate(model, r, f, 0, 1e-2), resid, final, case=case)
+    except LearnerError:  # code that needs at least one step is not wrong; the other checks grade it
+        return
+    finally:
+        clean_up(model)
+    if not (isinstance(got, tuple) and len(got) == 2 and all(isinstance(t, torch.Tensor) for t in got)):
+        return
+    largest = max(t.detach().abs().max().item() for t in got)
+    if largest == 0:
+        return
+    A, b = (t.detach().to(resid) for t in got)
+    if A.shape != (resid.shape[-1],) * 2 or b.shape != resid.shape[-1:]:
+        return
+    with torch.no_grad():
+        kl = ref.kl_from_final(ref.tuned_lens(model, resid, A, b), final).mean().item()
+        kl_logit_lens = ref.kl_from_final(ref.logit_lens(model, resid), final).mean().item()
+    check.expect(kl > kl_logit_lens - 0.02, case=case, mistake="steps ignored",
+                 message=f"asked for 0 steps, your function trained anyway (KL {kl:.3f} nats, against "
+                         f"{kl_logit_lens:.3f} for the untrained logit lens)",
+                 hint="Take exactly `steps` steps of Adam, the number passed in: `for _ in range(steps):`.")
+    check.expect(False, case=case, mistake="random start",
+                 message=f"asked for 0 steps, your function returned a translator with values up to {largest:.3g}: "
+                         f"untrained, a translator is where training starts, and the docstring starts from A = 0 "
+                         f"and b = 0",
+                 hint="Start A and b at zero (torch.zeros(..., requires_grad=True)): then the tuned lens starts as "
+                      "the logit lens, and a different start gives a different translator after the same steps. "
+                      "(If you did start at zero, take exactly `steps` steps: `for _ in range(steps):`.)")
 
 
 # -- 6. steering ------------------------------------------------------------------------------
@@ -744,27 +1200,52 @@ def test_mean_difference(check):
                               "classes are, which steering uses.",
                 lambda r, la, s, t, so: ref.mean_difference(r, la, s, t, so)
                 / ref.mean_difference(r, la, s, t, so).norm()),
+        Mistake("sums, not means", "Average each class's residuals (.mean(dim=0)): a sum grows with the number of "
+                                   "samples in the class, so the difference mostly says which class is commoner.",
+                lambda r, la, s, t, so: r[la[:, s] == t].sum(0) - r[la[:, s] == so].sum(0)),
+        Mistake("compared with every other sample", "Subtract the mean of the *source* class only (labels[:, "
+                                                    "square] == source), not of every sample outside the target "
+                                                    "class: the direction should move source to target.",
+                lambda r, la, s, t, so: r[la[:, s] == t].mean(0) - r[la[:, s] != t].mean(0)),
     ]
     resid, labels = _labelled(check)
-    check.case("square 2, empty -> class 1", resid, labels, 2, 0, 1, mistakes=mistakes, check_dtype=False)
-    check.case("square 5, class 2 -> class 1", resid, labels, 5, 2, 1, mistakes=mistakes, check_dtype=False)
+    try:
+        check.case("square 2, empty -> class 1", resid, labels, 2, 0, 1, mistakes=mistakes, check_dtype=False)
+        check.case("square 5, class 2 -> class 1", resid, labels, 5, 2, 1, mistakes=mistakes, check_dtype=False)
+    except LearnerError as error:
+        if "shape of the mask" not in error.detail:
+            raise
+        raise LearnerError(error.detail, exercise=error.exercise, case=error.case, mistake="a row of labels",
+                           hint="labels is [sample, square]: labels[square] is one *sample's* labels for every "
+                                "square. Take the column, labels[:, square], one label per sample, to select rows "
+                                "of resid.") from None
 
 
-def _steer_variant(*, every=False, read_last=False, logits=False):
+def _steer_variant(*, every=False, read_last=False, logits=False, read_offset=0, hook_name="resid_post", dim=-1,
+                   average="probabilities", unit=False):
     def variant(model, moves, layer, direction, scales, square, position):
         out = []
+        step = direction / direction.norm() if unit else direction
         for scale in scales:
             def hook(resid, hook):
                 resid = resid.clone()
                 if every:
-                    resid += scale * direction
+                    resid += scale * step
                 else:
-                    resid[:, position] += scale * direction
+                    resid[:, position] += scale * step
                 return resid
 
-            result = model.run_with_hooks(moves, fwd_hooks=[(f"blocks.{layer}.hook_resid_post", hook)])
-            at = result[:, -1 if read_last else position]
-            out.append((at if logits else at.softmax(-1))[:, square].mean())
+            result = model.run_with_hooks(moves, fwd_hooks=[(f"blocks.{layer}.hook_{hook_name}", hook)])
+            if dim != -1:
+                out.append(result.softmax(dim)[:, position, square].mean())
+                continue
+            at = result[:, -1 if read_last else position + read_offset]
+            if average == "logits":
+                out.append(at.mean(0).softmax(-1)[square])
+            elif average == "none":
+                out.append(at.softmax(-1)[:, square])
+            else:
+                out.append((at if logits else at.softmax(-1))[:, square].mean())
         return torch.stack(out)
     return variant
 
@@ -783,6 +1264,23 @@ def test_steering_curve(check):
                 _steer_variant(read_last=True)),
         Mistake("logits", "Return the mean *probability* of the square (softmax over squares).",
                 _steer_variant(logits=True)),
+        Mistake("read one position late", "Read the prediction at `position` itself (logits[:, position]), where "
+                                          "you steered: logits[:, position] already predict the next move.",
+                _steer_variant(read_offset=1)),
+        Mistake("before the block", "Steer the residual stream *after* block `layer`: the hook is "
+                                    "blocks.{layer}.hook_resid_post, not hook_resid_pre.",
+                _steer_variant(hook_name="resid_pre")),
+        *(Mistake("softmax over the wrong axis", f"Take the softmax over the squares, the last axis of the logits "
+                                                f"(softmax(dim=-1)), not over axis {dim} ({name}).",
+                  _steer_variant(dim=dim)) for dim, name in ((1, "positions"), (0, "games"))),
+        Mistake("probability of the mean logits", "Average the *probabilities* over games: softmax each game's "
+                                                  "logits first, then take the mean of the square's probability.",
+                _steer_variant(average="logits")),
+        Mistake("not averaged over games", "Return one number per scale: the mean over games of the square's "
+                                           "probability.", _steer_variant(average="none")),
+        Mistake("direction normalised", "Add scale * direction as given: the direction's length is part of the "
+                                        "step (a mean difference says how far apart the classes are).",
+                _steer_variant(unit=True)),
     ]
     model = _model(check, d_vocab_out=9)
     direction = check.randn(24)
