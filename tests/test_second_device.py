@@ -96,3 +96,12 @@ def test_a_transformer_lens_model_runs_there():
         torch.testing.assert_close(logits.cpu(), expected, atol=1e-4, rtol=1e-4)
         assert model.W_O.device == dev  # TransformerLens reads the weights (it refuses real meta tensors)
     tiny_model.cache_clear()
+
+
+def test_the_blocks_nest_and_each_puts_back_what_it_found():
+    with second_device() as dev:
+        with second_device():
+            pass
+        generator = torch.Generator(device=dev).manual_seed(0)  # still the stand-in's after the inner block
+        assert torch.randn(2, device=dev, generator=generator).device == dev
+    assert torch.Generator is torch._C.Generator

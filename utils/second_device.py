@@ -272,11 +272,12 @@ def _transformer_lens_reads_relocated_weights() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _generators_for_either_device() -> Iterator[None]:
+    before = torch.Generator  # the blocks nest (check() inside a notebook on the stand-in)
     torch.Generator = _Generator
     try:
         yield
     finally:
-        torch.Generator = _CpuGenerator
+        torch.Generator = before
 
 
 @contextlib.contextmanager

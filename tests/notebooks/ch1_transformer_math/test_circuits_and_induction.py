@@ -45,7 +45,7 @@ READ = {
     "loss_without_prev": "loss_without_prev",
     "loss_without_other_layer0": "loss_without_other_layer0",
     "positional_prev_score": "positional_prev_score",
-    "pos_rows_sum_to_one": "bool(torch.allclose(pos_pattern.sum(-1), torch.ones(pos_pattern.shape[0])))",
+    "pos_rows_sum_to_one": "bool(torch.allclose(pos_pattern.sum(-1).cpu(), torch.ones(pos_pattern.shape[0])))",
     "top1_by_head": "top1_by_head",
     "top1_induction": "top1_induction",
     "top1_together": "top1_together",
