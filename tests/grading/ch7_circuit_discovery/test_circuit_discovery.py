@@ -1457,3 +1457,84 @@ for _exercise, _variants in {
     ],
 }.items():
     VARIANTS.setdefault(_exercise, []).extend(_variants)
+
+
+# -- blind test 2: wrong answers that passed ---------------------------------------------------------------------
+
+
+def _grads_set_grad_enabled(em, tokens, metric):
+    torch.set_grad_enabled(True)  # never switched back: gradients stay on for the rest of the notebook
+    delta = em.zero_delta(tokens)
+    metric(em.run(tokens, receiver_delta=delta)).backward()
+    return delta.grad.detach()
+
+
+def _grads_set_grad_enabled_restored(em, tokens, metric):
+    previous = torch.is_grad_enabled()
+    torch.set_grad_enabled(True)
+    try:
+        delta = em.zero_delta(tokens)
+        metric(em.run(tokens, receiver_delta=delta)).backward()
+    finally:
+        torch.set_grad_enabled(previous)
+    return delta.grad.detach()
+
+
+def _grads_own_zeros(em, tokens, metric):
+    n_receivers = em.graph.adjacency.shape[1]
+    delta = torch.zeros(n_receivers, *tokens.shape, em.W_E.shape[1], device=tokens.device, requires_grad=True)
+    with torch.enable_grad():
+        metric(em.run(tokens, receiver_delta=delta)).backward()
+    return delta.grad.detach()
+
+
+def _grads_own_zeros_like_weights(em, tokens, metric):
+    n_receivers = em.graph.adjacency.shape[1]
+    delta = torch.zeros(n_receivers, *tokens.shape, em.W_E.shape[1], device=em.W_E.device, dtype=em.W_E.dtype,
+                        requires_grad=True)
+    with torch.enable_grad():
+        metric(em.run(tokens, receiver_delta=delta)).backward()
+    return delta.grad.detach()
+
+
+def _senders_tensor_index(adjacency, senders):
+    keep = adjacency.clone()
+    keep[torch.tensor(senders)] = False
+    return keep
+
+
+def _senders_long_tensor_index(adjacency, senders):
+    keep = adjacency.clone()
+    keep[torch.tensor(senders, dtype=torch.long, device=adjacency.device)] = False
+    return keep
+
+
+def _resample_no_upper_bound(tokens, offset, d_vocab, generator=None):
+    batch, n_pos = tokens.shape
+    out = torch.randint(1, d_vocab, (n_pos, batch, n_pos), generator=generator)
+    out[:, :, 0] = tokens[:, 0]
+    for p in range(n_pos):
+        if p + offset >= 1:
+            out[p, :, p + offset] = tokens[:, p + offset]
+    return out
+
+
+for _exercise, _variants in {
+    "ch7.receiver_gradients": [
+        Wrong("torch.set_grad_enabled(True), never switched back", _grads_set_grad_enabled,
+              mistake="grad mode left on"),
+        Right("torch.set_grad_enabled(True), then the previous mode restored", _grads_set_grad_enabled_restored),
+        Wrong("own float32 torch.zeros(..., requires_grad=True)", _grads_own_zeros,
+              mistake="delta not in the model's dtype"),
+        Right("own zeros in the weights' dtype", _grads_own_zeros_like_weights),
+    ],
+    "ch7.corrupt_senders_mask": [
+        Wrong("keep[torch.tensor(senders)] = False", _senders_tensor_index, mistake="empty senders", status="error"),
+        Right("keep[torch.tensor(senders, dtype=torch.long)] = False", _senders_long_tensor_index),
+    ],
+    "ch7.agreeing_resample": [
+        Wrong("no upper bound on p + offset", _resample_no_upper_bound, mistake="index past the end",
+              status="error"),
+    ],
+}.items():
+    VARIANTS.setdefault(_exercise, []).extend(_variants)

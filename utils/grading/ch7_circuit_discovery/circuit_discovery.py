@@ -644,6 +644,29 @@ def test_receiver_gradients(check):
                       "forward graph alive, and everything computed from it builds more graph.")
     _expect_passes(check, "counting passes", lambda em: check.run(em, clean, _metric(clean), case="counting passes"),
                    forward=1, backward=1, what="one forward pass and one backward pass")
+    # grad mode: the notebook switched gradients off; a call must leave them off (torch.set_grad_enabled(True)
+    # would leave every later cell recording graphs)
+    with torch.no_grad():
+        check.run(_em(check), clean, _metric(clean), case="gradients off before the call")
+        left_on = torch.is_grad_enabled()
+    check.expect(not left_on, case="gradients off before the call", mistake="grad mode left on",
+                 message="gradients were off before your function ran and are on after it: it changed the global "
+                         "grad mode for the rest of the notebook",
+                 hint="Switch gradients on only for the two passes, `with torch.enable_grad():` around the forward "
+                      "pass and backward(): the block restores the grad mode when it ends. "
+                      "torch.set_grad_enabled(True) on its own line leaves them on, and every later cell then "
+                      "records graphs.")
+    # dtype: the notebook's EdgeModel is float64; the gradients must come back in the model's dtype
+    em64 = _em(check).to(torch.float64)
+    got = _case_with_gradients_off(check, "float64 model", em64, clean, _metric(clean), mistakes=mistakes,
+                                   check_dtype=False)
+    dtype = got.dtype if isinstance(got, torch.Tensor) else None
+    check.expect(dtype == torch.float64, case="float64 model", mistake="delta not in the model's dtype",
+                 message=f"on a float64 EdgeModel your gradients are {str(dtype).removeprefix('torch.')}, "
+                         "not float64",
+                 hint="Make the zeros you differentiate with respect to with `em.zero_delta(tokens)`: it has the "
+                      "model's dtype and device. A torch.zeros(..., requires_grad=True) of your own is float32, and "
+                      "its gradient comes back float32 even when the model (like the notebook's) is float64.")
 
 
 def _expect_passes(check, case, call, *, forward, backward, what):
@@ -1192,6 +1215,20 @@ def test_corrupt_senders_mask(check):
                       "EdgeModel.run and the notebook's `~mask`, `&` and indexing need bools.")
     check.case("two heads", adjacency, [1, 3], mistakes=mistakes)
     check.case("the embedding", adjacency, [0], mistakes=mistakes)
+    if check.device.type == "meta":
+        # the stand-in GPU (utils/second_device.py) turns an index list into torch.tensor(index), which is float
+        # for [], so even keep[[]] = False fails there; on the CPU and on CUDA it indexes nothing
+        return
+    try:
+        check.case("no senders", adjacency, [], mistakes=mistakes)
+    except CheckFailed as error:
+        if type(error) not in (CheckFailed, LearnerError) or error.mistake is not None:
+            raise
+        raise type(error)(error.detail, exercise=error.exercise, case=error.case, mistake="empty senders",
+                          hint="With no senders, nothing is corrupted: return `adjacency` unchanged (a copy). "
+                               "torch.tensor([]) is a *float* tensor, which cannot index; index with the list "
+                               "itself (keep[senders] = False) or build the index with "
+                               "torch.tensor(senders, dtype=torch.long).") from None
 
 
 # -- 6. causal scrubbing ---------------------------------------------------------------------------------------
@@ -1207,9 +1244,18 @@ def test_agreeing_resample(check):
     batch, n_pos, d_vocab = 64, 7, 50
     tokens = torch.randint(1, d_vocab, (batch, n_pos), generator=torch.Generator().manual_seed(3))
     tokens[:, 0] = 0
-    for offset in (-1, 0):
+    for offset in (-1, 0, 2):
         case = f"offset {offset}"
-        out = check.run(tokens.clone(), offset, d_vocab, torch.Generator().manual_seed(0), case=case)
+        try:
+            out = check.run(tokens.clone(), offset, d_vocab, torch.Generator().manual_seed(0), case=case)
+        except LearnerError as error:
+            if offset <= 0 or "IndexError" not in error.detail:
+                raise
+            raise LearnerError(error.detail, exercise=error.exercise, case=error.case, mistake="index past the end",
+                               hint=f"With offset {offset}, p + offset runs past the last position for the last "
+                                    f"{offset} values of p: there is nothing to copy there. Copy only when "
+                                    f"1 <= p + offset < pos (the docstring: where that is a position after BOS)."
+                               ) from None
         check.expect(isinstance(out, torch.Tensor) and tuple(out.shape) == (n_pos, batch, n_pos), case=case,
                      message=f"expected a tensor of shape {(n_pos, batch, n_pos)} [pos, batch, pos], got "
                              f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}",
