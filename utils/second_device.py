@@ -202,7 +202,7 @@ def _lists_as_indices(index: Any) -> Any:
     if isinstance(index, tuple):
         return tuple(_lists_as_indices(i) for i in index)
     if isinstance(index, list) and all(isinstance(i, (int, bool, list)) for i in index):
-        return torch.tensor(index)
+        return torch.tensor(index, dtype=torch.long) if not index else torch.tensor(index)  # x[[]] selects nothing
     return index
 
 
