@@ -269,7 +269,7 @@ def frame_scores(model, tokens: Int[Tensor, "batch pos"], answers: Int[Tensor, "
     position (the two-way choice the logit difference measures, so 0.5 is chance). Then one entry per
     role (`roles[role][b]` is where that name sits in prompt b): the attention from the last position to
     it, averaged over prompts and over `heads` (each a (layer, head))."""
-    logits, cache = model.run_with_cache(tokens)
+    logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("attn.hook_pattern"))
     scores = {"accuracy": (logit_diff(logits, answers) > 0).float().mean().item()}
     rows = torch.arange(tokens.shape[0], device=tokens.device)  # pairs prompt b with its own position
     for role, positions in roles.items():
