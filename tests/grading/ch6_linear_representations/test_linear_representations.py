@@ -1140,6 +1140,80 @@ def _acc_square_axis(logits, labels):
     return (logits.argmax(1) == labels).float().mean(0)
 
 
+# -- blind test 3: mistakes that passed, were misnamed or got only generic feedback ---------------
+
+
+def _iv_next_block_pre(model, moves, layer, direction, position):
+    """blocks.{layer + 1}.hook_resid_pre equals blocks.{layer}.hook_resid_post, except that the last block has
+    no next block (KeyError)."""
+    return _iv(model, moves, layer + 1, direction, position, name="resid_pre")
+
+
+def _iv_added(model, moves, layer, direction, position):
+    def hook(resid, hook):
+        resid = resid.clone()
+        resid[:, position] = resid[:, position] + direction
+        return resid
+
+    return model.run_with_hooks(moves, fwd_hooks=[(f"blocks.{layer}.hook_resid_post", hook)])
+
+
+def _tt_seeded_random_start(model, resid, final_logits, steps=150, lr=1e-2):
+    torch.manual_seed(5)  # a draw whose untrained lens happens to sit closer to the final output than the logit lens
+    d = resid.shape[-1]
+    A = (0.05 * torch.randn(d, d)).requires_grad_(True)
+    b = (0.05 * torch.randn(d)).requires_grad_(True)
+    opt = torch.optim.Adam([A, b], lr=lr)
+    for _ in range(steps):
+        kl = _kl(model.unembed(model.ln_final(resid + resid @ A + b)), final_logits).mean()
+        opt.zero_grad()
+        kl.backward()
+        opt.step()
+    return A.detach(), b.detach()
+
+
+def _tt_fixed_steps(model, resid, final_logits, steps=150, lr=1e-2):
+    return _tt_loop(model, resid, final_logits, 100, lr)
+
+
+def _tp_steps_minus_one_attached(resid, labels, n_classes=3, steps=200, lr=0.05):
+    return _tp(resid, labels, n_classes, steps - 1, lr, detach_resid=False)
+
+
+def _tp_from_one(resid, labels, n_classes=3, steps=200, lr=0.05):
+    resid = resid.detach()
+    W = torch.zeros(resid.shape[1], labels.shape[1], n_classes, requires_grad=True)
+    b = torch.zeros(labels.shape[1], n_classes, requires_grad=True)
+    opt = torch.optim.Adam([W, b], lr=lr)
+    for step in range(1, steps):
+        loss = F.cross_entropy((torch.einsum("nd,dsc->nsc", resid, W) + b).permute(0, 2, 1), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return W.detach(), b.detach()
+
+
+def _cd_l1(W, square, source, target):
+    d = W[:, square, target] - W[:, square, source]
+    return F.normalize(d, p=1, dim=0)
+
+
+def _pb_per_move_number(train, test, vtr, vte, n_classes=3):
+    guess = (F.one_hot(train, n_classes) * vtr[..., None, None]).sum(0).argmax(-1)
+    hits = ((test == guess) & vte[..., None]).float()
+    return (hits.sum(0) / vte.sum(0)[:, None]).mean(0)
+
+
+def _loss_labels_transposed(logits, labels):
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.T.reshape(-1))
+
+
+def _t1_first_legal(logits, legal):
+    has_move = legal.any(-1)
+    hit = logits.argmax(-1) == legal.float().argmax(-1)
+    return hit[has_move].float().mean().item()
+
+
 VARIANTS = {
     "ch6.to_mine_theirs": [
         Wrong("relative to the player who just moved", _mt_just_moved, mistake="the player who just moved"),
@@ -1168,6 +1242,7 @@ VARIANTS = {
         Wrong("argmax over the move axis", _t1_move_axis, mistake="argmax over the wrong axis"),
         Wrong("rate of illegal top moves", _t1_illegal, mistake="illegal rate"),
         Right("one-hot of the argmax", _t1_one_hot),
+        Wrong("argmax compared with the first legal move", _t1_first_legal, mistake="compared with the first legal move"),
     ],
     "ch6.probe_logits": [
         Wrong("no bias", _pl_no_bias, mistake="missing bias"),
@@ -1189,6 +1264,7 @@ VARIANTS = {
             [F.cross_entropy(lo[:, q], la[:, q]) for q in range(la.shape[1])]).mean()),
         Wrong("reduction='sum'", _loss_sum, mistake="summed, not averaged"),
         Right("log_softmax and gather", _loss_manual),
+        Wrong("labels flattened as labels.T", _loss_labels_transposed, mistake="flattened in different orders"),
     ],
     "ch6.probe_accuracy": [
         Wrong("one overall number", _acc_scalar, mistake="one number"),
@@ -1214,6 +1290,9 @@ VARIANTS = {
         Wrong("residuals standardised before training", _tp_standardised, mistake="standardised residuals"),
         Wrong("residuals not detached (resid.grad filled in)", _tp_resid_attached, mistake="residuals not detached"),
         Wrong("steps - 1 steps", _tp_steps_minus_one, mistake="one step short"),
+        Wrong("range(1, steps)", _tp_from_one, mistake="one step short"),
+        Wrong("steps - 1 steps and the residuals not detached (the first bug the cases reach is named)",
+              _tp_steps_minus_one_attached, mistake="residuals not detached"),
         Wrong("steps + 1 steps", _tp_steps_plus_one, mistake="one step too many"),
         Wrong("half the steps", _tp_half_steps, mistake="another recipe"),
         Wrong("three times the lr", _tp_triple_lr, mistake="another recipe"),
@@ -1242,6 +1321,7 @@ VARIANTS = {
         Wrong("ties go to the higher class", _pb_ties_high, mistake="ties to the higher class"),
         Wrong("divided by the number of test games", _pb_per_game, mistake="divided by the number of games"),
         Right("loops and bincount", _pb_loops),
+        Wrong("an accuracy per move number, then their mean", _pb_per_move_number, mistake="averaged per move number"),
         Right("float64", lambda tr, te, vtr, vte, n=3: _pb_loops(tr, te, vtr, vte, n).double()),
     ],
     "ch6.class_direction": [
@@ -1251,6 +1331,7 @@ VARIANTS = {
         Wrong("divided by the squared norm", _cd_squared, mistake="divided by the squared norm"),
         Wrong("W indexed [square, :, cls]", _cd_axis, mistake="wrong axis of W"),
         Right("F.normalize", _cd_normalize),
+        Wrong("F.normalize with p=1", _cd_l1, mistake="L1 norm"),
     ],
     "ch6.reflect_along": [
         Wrong("direction not normalised", _ra_raw, mistake="not normalised"),
@@ -1270,8 +1351,9 @@ VARIANTS = {
         Wrong("position + 1 edited", _iv_late, mistake="one position late"),
         Wrong("a game edited at resid_mid, not the position", _iv_edit_wrong_row),
         Right("the hook edits in place and returns nothing", _iv_in_place),
-        Right("hook_resid_pre of the next block", lambda model, moves, layer, direction, position: _iv(
-            model, moves, layer + 1, direction, position, name="resid_pre")),
+        Wrong("hook_resid_pre of the next block (none after the last block)", _iv_next_block_pre,
+              mistake="the next block's hook_resid_pre", status="error"),
+        Wrong("the direction added, not reflected", _iv_added, mistake="direction added"),
         Right("model.hooks context manager", _iv_context),
     ],
     "ch6.top_n_errors": [
@@ -1343,6 +1425,9 @@ VARIANTS = {
         Wrong("SGD", _tt_sgd, mistake="SGD instead of Adam"),
         Wrong("no skip connection", _tt_no_skip, mistake="no skip connection"),
         Wrong("small random start for A", _tt_random_start, mistake="random start"),
+        Wrong("random A and b after torch.manual_seed(5), whose lens starts closer to the final output",
+              _tt_seeded_random_start, mistake="random start"),
+        Wrong("100 steps whatever `steps` says", _tt_fixed_steps, mistake="steps ignored"),
         Wrong("lr ignored (Adam's default)", _tt_default_lr, mistake="lr ignored"),
         Right("the KL summed over samples (Adam ignores the scale)", _tt_sum),
         Right("F.kl_div, batchmean", _tt_kl_div),

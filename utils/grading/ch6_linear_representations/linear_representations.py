@@ -162,6 +162,10 @@ def test_top1_legal_rate(check):
         top = logits.argmax(dim=dim)
         return legal.gather(dim, top.unsqueeze(dim)).float().mean().item()
 
+    def first_legal(logits, legal, *, every=False):
+        hit = logits.argmax(dim=-1) == legal.int().argmax(dim=-1)
+        return (hit if every else hit[legal.any(dim=-1)]).float().mean().item()
+
     def per_game(logits, legal):
         has_move = legal.any(dim=-1)
         hit = legal.gather(-1, logits.argmax(dim=-1)[..., None])[..., 0] & has_move
@@ -193,6 +197,11 @@ def test_top1_legal_rate(check):
                 "The model's prediction at one position is a distribution over the *squares* (the last axis): "
                 "take logits.argmax(dim=-1), which gives one square per (game, move), and gather legal along "
                 "that same axis.", partial(wrong_axis, dim=0)),
+        *(Mistake("compared with the first legal move",
+                  "Any legal square counts as a hit, not only the first one: look up whether the top square is "
+                  "legal, legal.gather(-1, logits.argmax(-1)[..., None]), instead of comparing the argmax with "
+                  "one particular legal move (legal.argmax(-1) is the lowest-numbered one).",
+                  partial(first_legal, every=every)) for every in (False, True)),
         Mistake("illegal rate", "Return how often the top prediction is *legal*: you returned the rate of illegal "
                                 "ones (1 minus the answer).",
                 lambda lo, le: 1 - ref.top1_legal_rate(lo, le)),
@@ -265,6 +274,13 @@ def test_probe_loss(check):
         Mistake("not averaged", "Return one number, the mean over samples and squares (F.cross_entropy's default "
                                 "reduction='mean'), not the loss of every (sample, square).",
                 lambda lo, la: F.cross_entropy(_flat(lo), la.reshape(-1), reduction="none").reshape(la.shape)),
+        *(Mistake("flattened in different orders",
+                  "Flatten the logits and the labels in the same order, (sample square): the i-th row of the "
+                  "flattened logits must meet the i-th flattened label. Flattening one as (square sample), "
+                  "e.g. via .T or a transposed rearrange, pairs each square's logits with another square's label.",
+                  wrong) for wrong in (
+            lambda lo, la: F.cross_entropy(_flat(lo), einops.rearrange(la, "s q -> (q s)")),
+            lambda lo, la: F.cross_entropy(einops.rearrange(lo, "s q c -> (q s) c"), la.reshape(-1)))),
         Mistake("summed, not averaged", "Average over samples and squares (reduction='mean', the default): a sum "
                                         "grows with the number of samples, and the learning rate would have to "
                                         "shrink with it.",
@@ -594,6 +610,8 @@ def test_position_baseline(check):
         hits = ((test == guess(train, vtr, n_classes).argmax(-1)) & vte[..., None]).float()
         if by == "game mean":
             return (hits.sum(1) / vte.sum(1, keepdim=True)).mean(0)
+        if by == "move mean":
+            return (hits.sum(0) / vte.sum(0)[:, None]).mean(0)
         return hits.sum((0, 1)) / (vte.shape[0] if by == "games" else vte.numel())
 
     mistakes = [
@@ -616,6 +634,11 @@ def test_position_baseline(check):
         Mistake("averaged per game", "Pool the valid test positions of all games: sum the hits and divide by "
                                      "valid_test.sum(), rather than averaging within each game first.",
                 partial(divided, by="game mean")),
+        Mistake("averaged per move number", "Pool the valid test positions: sum the hits over games *and* moves "
+                                            "and divide by valid_test.sum(), rather than taking an accuracy per "
+                                            "move number first and averaging those (late moves, where padding "
+                                            "leaves fewer games, would weigh as much as early ones).",
+                partial(divided, by="move mean")),
     ]
     check.case("6 training and 3 test games", *_baseline_data(check), mistakes=mistakes, check_dtype=False)
 
@@ -644,6 +667,10 @@ def test_class_direction(check):
         Mistake("wrong axis of W", "W is [d_model, square, cls]: the direction lives in the d_model axis, so keep "
                                    "it whole and index the other two, W[:, square, target] - W[:, square, source].",
                 lambda W, s, a, b: F.normalize(W[s, :, b] - W[s, :, a], dim=0)),
+        Mistake("L1 norm", "Divide by the Euclidean (L2) length, d.norm() (F.normalize's default p=2), so that "
+                           "the direction has unit length: dividing by the sum of absolute values (the L1 norm) "
+                           "gives a shorter vector.",
+                lambda W, s, a, b: (W[:, s, b] - W[:, s, a]) / (W[:, s, b] - W[:, s, a]).abs().sum()),
         Mistake("columns normalised separately", "Normalise the *difference* once: normalising each class's "
                                                  "column first and then subtracting gives a vector that is "
                                                  "neither unit length nor along the logit difference.",
@@ -683,7 +710,7 @@ def test_reflect_along(check):
 
 
 def _intervene_variant(*, every=False, hook="resid_post", project=False, factor=2.0, normalise=True, offset=0,
-                       next_layer=False):
+                       next_layer=False, added=False):
     def variant(model, moves, layer, direction, position):
         unit = direction / direction.norm() if normalise else direction
 
@@ -692,7 +719,7 @@ def _intervene_variant(*, every=False, hook="resid_post", project=False, factor=
             where = slice(None) if every else position + offset
             part = resid[:, where]
             along = (part @ unit)[..., None] * unit
-            resid[:, where] = part - (1 if project else factor) * along
+            resid[:, where] = part + unit if added else part - (1 if project else factor) * along
             return resid
 
         return model.run_with_hooks(moves, fwd_hooks=[(f"blocks.{layer + next_layer}.hook_{hook}", edit)])
@@ -737,14 +764,31 @@ def test_intervene(check):
         Mistake("inside the block", "Edit the residual stream *after* block `layer` "
                                     "(blocks.{layer}.hook_resid_post), not between its attention and MLP "
                                     "(hook_resid_mid).", _intervene_variant(hook="resid_mid")),
+        *(Mistake("direction added", "Reflect the residual along the direction, resid - 2 (resid . u) u with u the "
+                                     "unit direction (reflect_along does it): adding the direction moves every "
+                                     "game's residual by the same vector instead of flipping its component.",
+                  _intervene_variant(added=True, normalise=normalise)) for normalise in (False, True)),
     ]
     model = _model(check)
     direction = check.randn(24)
+    last = model.cfg.n_layers - 1
     try:
         for name, moves, layer, position in (("layer 1, position 2", check.randint(12, 3, 6), 1, 2),
-                                             ("layer 0, position 4", check.randint(12, 2, 6), 0, 4)):
-            _model_case(check, name, model, moves, layer, direction, position, mistakes=mistakes,
-                        fallback=partial(_unedited_at, check, model, moves, position))
+                                             ("layer 0, position 4", check.randint(12, 2, 6), 0, 4),
+                                             (f"layer {last}, the last block, position 3", check.randint(12, 2, 6),
+                                              last, 3)):
+            try:
+                _model_case(check, name, model, moves, layer, direction, position, mistakes=mistakes,
+                            fallback=partial(_unedited_at, check, model, moves, position))
+            except LearnerError as error:
+                if f"blocks.{layer + 1}.hook_resid_pre" not in error.detail:
+                    raise
+                raise LearnerError(error.detail, exercise=error.exercise, case=error.case,
+                                   mistake="the next block's hook_resid_pre",
+                                   hint=f"The residual stream after block `layer` is "
+                                        f"blocks.{{layer}}.hook_resid_post. The next block's hook_resid_pre holds "
+                                        f"the same values, except after the last block (here layer {layer}), "
+                                        f"which has no next block: use hook_resid_post.") from None
     finally:
         clean_up(model)
 
@@ -1163,17 +1207,34 @@ def _translator_start(check, model, resid, final):
     with torch.no_grad():
         kl = ref.kl_from_final(ref.tuned_lens(model, resid, A, b), final).mean().item()
         kl_logit_lens = ref.kl_from_final(ref.logit_lens(model, resid), final).mean().item()
-    check.expect(kl > kl_logit_lens - 0.02, case=case, mistake="steps ignored",
-                 message=f"asked for 0 steps, your function trained anyway (KL {kl:.3f} nats, against "
-                         f"{kl_logit_lens:.3f} for the untrained logit lens)",
-                 hint="Take exactly `steps` steps of Adam, the number passed in: `for _ in range(steps):`.")
+    if _looks_trained(model, resid, final, A, b):
+        check.expect(False, case=case, mistake="steps ignored",
+                     message=f"asked for 0 steps, your function trained anyway (KL {kl:.3f} nats, against "
+                             f"{kl_logit_lens:.3f} for the untrained logit lens)",
+                     hint="Take exactly `steps` steps of Adam, the number passed in: `for _ in range(steps):`.")
     check.expect(False, case=case, mistake="random start",
                  message=f"asked for 0 steps, your function returned a translator with values up to {largest:.3g}: "
                          f"untrained, a translator is where training starts, and the docstring starts from A = 0 "
                          f"and b = 0",
                  hint="Start A and b at zero (torch.zeros(..., requires_grad=True)): then the tuned lens starts as "
-                      "the logit lens, and a different start gives a different translator after the same steps. "
-                      "(If you did start at zero, take exactly `steps` steps: `for _ in range(steps):`.)")
+                      "the logit lens, and a different start gives a different translator after the same steps.")
+
+
+def _looks_trained(model, resid, final, A, b):
+    """Whether a translator returned for 0 steps was trained from zero anyway (steps ignored) rather than drawn
+    at random (a random start). Adam's steps from zero go against the sign of the gradient there, and they move
+    b as well as A; a random start agrees with that sign about half the time (a trained one about 0.7-1.0 of the
+    time for up to 300 steps), and a random A alone leaves b at exactly zero."""
+    if b.abs().max() == 0:
+        return False
+    start = [torch.zeros_like(A, requires_grad=True), torch.zeros_like(b, requires_grad=True)]
+    with torch.enable_grad():
+        loss = ref.kl_from_final(ref.tuned_lens(model, resid, *start), final).mean()
+        grads = torch.autograd.grad(loss, start)  # only A and b: the model's .grad stay untouched
+    moved = torch.cat([A.flatten(), b.flatten()])
+    downhill = -torch.cat([g.flatten() for g in grads])
+    counted = (moved != 0) & (downhill != 0)
+    return bool(counted.any()) and ((moved * downhill)[counted] > 0).float().mean().item() > 0.6
 
 
 # -- 6. steering ------------------------------------------------------------------------------
