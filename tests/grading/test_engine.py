@@ -137,7 +137,9 @@ def test_a_time_out_names_the_clock_that_stopped_the_code():
 
     ex = dataclasses.replace(LAYER_NORM, timeout=0.2)
     cpu = grade(ex, busy).failure
-    assert cpu.status == "timeout" and "0.2 s of CPU time (the limit)" in cpu.detail, cpu.render()
+    starved = "wall-clock" in cpu.detail  # on a busy machine a computing loop may get under 1/4 of a core
+    assert cpu.status == "timeout" and ("0.2 s of CPU time (the limit)" in cpu.detail
+                                        or starved and "little CPU time" in cpu.hint), cpu.render()
     waited = grade(ex, sleepy).failure
     assert waited.status == "timeout" and "0.8 s of wall-clock time" in waited.detail, waited.render()
     assert "only 0.0 s of CPU time" in waited.detail and "time.sleep" in waited.hint, waited.render()
@@ -149,7 +151,7 @@ def test_an_exercise_can_say_what_its_time_limit_means():
             pass
 
     ex = dataclasses.replace(LAYER_NORM, timeout=0.2, timeout_hint="Vectorise over the samples.")
-    assert grade(ex, layer_norm).failure.hint == "Vectorise over the samples."
+    assert grade(ex, layer_norm).failure.hint.endswith("Vectorise over the samples.")  # after a busy-machine note
 
 
 @pytest.mark.parametrize("escape", ["sys.exit()", "sys.exit(0)", "exit()", "raise KeyboardInterrupt",

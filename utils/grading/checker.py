@@ -182,7 +182,8 @@ def _time_limit_feedback(limit: TimeLimitReached, exercise: Exercise) -> tuple[s
         return message, ("It was waiting, not computing: look for time.sleep, input(), a lock, or a file or "
                          "download that never arrives. Everything the check passes in is already in memory.")
     return message, ("The machine gave it little CPU time (other programs are busy): close them, or set "
-                     "COURSE_THREADS=1 before starting JupyterLab, and run the check again.")
+                     "COURSE_THREADS=1 before starting JupyterLab, and run the check again."
+                     + (f" {exercise.timeout_hint}" if exercise.timeout_hint else ""))
 
 
 def _escape_message(exc: BaseException) -> str:
