@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens import TransformerBridge
 
-from utils.data import induction, ioi, othello, text
+from utils.data import facts, induction, ioi, othello, text
 from utils.models import build_model, save_model
 
 
@@ -145,6 +145,60 @@ def _othello_heldout(model: TransformerBridge) -> dict:
     return {"heldout_top1_legal": round(legal[games.predictable].float().mean().item(), 4)}
 
 
+# Chapter 8's model with a known two-hop computation (utils.data.facts): person -> city -> country. Its
+# held-out two-hop questions are those of people it only ever saw in one-hop facts.
+FACTS_4L = dict(d_model=128, d_head=32, n_heads=4, n_layers=4, d_mlp=512, n_ctx=facts.MAX_LEN,
+                d_vocab=facts.FactTokenizer().d_vocab, act_fn="gelu_new", normalization_type="LN", seed=0)
+FACTS_WARMUP = 400
+
+
+def _facts_loss(model: TransformerBridge, batch: facts.Facts) -> torch.Tensor:
+    """Cross-entropy on the answer token only."""
+    device = next(model.parameters()).device
+    logits = facts.logits_at_end(model(batch.tokens.to(device)), batch)
+    return torch.nn.functional.cross_entropy(logits, batch.answer.to(device))
+
+
+@torch.no_grad()
+def facts_accuracy(model: TransformerBridge, batch: facts.Facts, chunk: int = 2048) -> torch.Tensor:
+    """[n] bool: whether the model's top token (over the whole vocabulary) is each prompt's answer."""
+    device = next(model.parameters()).device
+    correct = []
+    for i in range(0, len(batch), chunk):
+        part = batch[torch.arange(i, min(i + chunk, len(batch)))]
+        logits = facts.logits_at_end(model(part.tokens.to(device)), part)
+        correct.append(logits.argmax(-1).cpu() == part.answer)
+    return torch.cat(correct)
+
+
+def names_only_baseline() -> float:
+    """Held-out two-hop accuracy of a guess that cannot compose: the country most common among the
+    trained people who share the held-out person's first name or surname."""
+    w, n_last = facts.world(), len(facts.SURNAMES)
+    people = torch.arange(facts.N_PEOPLE)
+    first, last = people // n_last, people % n_last
+    trained = ~w.held_out
+    hits = []
+    for p in people[w.held_out]:
+        share = trained & ((first == first[p]) | (last == last[p]))
+        hits.append(torch.bincount(w.person_country[share], minlength=facts.N_COUNTRIES).argmax() == w.person_country[p])
+    return torch.stack(hits).float().mean().item()
+
+
+def _facts_heldout(model: TransformerBridge) -> dict:
+    """Accuracy on every one-hop fact, the trained and the held-out two-hop questions, and baselines."""
+    model.eval()
+    result = {f"{kind}_{split}": round(facts_accuracy(model, facts.facts(kind, split)).float().mean().item(), 4)
+              for kind, split in (("person_city", "all"), ("city_country", "all"), ("person_country", "train"),
+                                  ("person_country", "heldout"))}
+    heldout = facts.facts("person_country", "heldout")
+    correct = facts_accuracy(model, heldout)
+    result["person_country_heldout_worst_template"] = round(min(
+        correct[heldout.template == t].float().mean().item() for t in heldout.template.unique()), 4)
+    result["baselines"] = {"chance": round(1 / facts.N_COUNTRIES, 4), "names_only": round(names_only_baseline(), 4)}
+    return {"accuracy": result}
+
+
 RECIPES = {
     "attn_only_2l": Recipe(ATTN_ONLY_2L, _induction_batch, steps=3000, lr=3e-3,
                            notes={"data": "copied segments of length 4-19 at random positions (utils.data.induction)"}),
@@ -160,6 +214,12 @@ RECIPES = {
                          notes={"data": "random legal 6x6 Othello games stopped at the first pass "
                                         "(utils.data.othello); loss against the uniform distribution over "
                                         "the legal next moves"}),
+    "facts_4l": Recipe(FACTS_4L, facts.TrainingStream(128, warmup=FACTS_WARMUP), steps=3000, lr=1e-3,
+                       weight_decay=0.1, loss_fn=_facts_loss, evaluate=_facts_heldout,
+                       notes={"data": "the fact language of utils.data.facts (person -> city -> country, "
+                                      "varied templates and openings); one-hop facts only for the first "
+                                      f"{FACTS_WARMUP} steps, then every one-hop fact and the two-hop "
+                                      "questions of the trained people; loss on the answer token only"}),
 }
 
 
