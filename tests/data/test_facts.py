@@ -98,3 +98,23 @@ def test_tokenizer_round_trip():
     text = "in fact, Ada Marsh lives in the country of"
     assert tok.decode(tok.encode(text)) == text
     assert tok.d_vocab == len(set(tok.words))
+
+
+def test_the_control_stream_never_names_a_held_out_person():
+    w, g = F.world(), torch.Generator().manual_seed(0)
+    stream = F.TrainingStream(256, warmup=5, control=True)
+    batches = [stream(g) for _ in range(40)]
+    person = torch.cat([b.kind != F.KINDS.index("city_country") for b in batches])
+    people = torch.cat([b.subject for b in batches])
+    assert not w.held_out[people[person]].any()
+    assert torch.cat([b.kind for b in batches[:5]]).ne(F.KINDS.index("person_country")).all()
+
+
+def test_a_stream_restarts_with_a_new_generator():
+    stream = F.TrainingStream(32, warmup=2)
+    g = torch.Generator().manual_seed(0)
+    first = [stream(g) for _ in range(3)]
+    assert stream.step == 3 and first[2].kind.eq(F.KINDS.index("person_country")).any()
+    h = torch.Generator().manual_seed(0)
+    again = [stream(h) for _ in range(3)]
+    assert all(torch.equal(a.tokens, b.tokens) for a, b in zip(first, again))

@@ -235,17 +235,21 @@ WARMUP_MIX = {"person_city": 0.7, "city_country": 0.3, "person_country": 0.0}
 
 
 @functools.cache
-def _training_pools() -> tuple[Tensor, ...]:
+def _training_pools(control: bool = False) -> tuple[Tensor, ...]:
     every = all_facts()
     train = ~_heldout_mask(every)
+    if control:
+        train &= ~world().held_out[every.subject.clamp(max=N_PEOPLE - 1)] | (every.kind == KINDS.index("city_country"))
     return tuple((train & (every.kind == k)).nonzero()[:, 0] for k in range(len(KINDS)))
 
 
-def training_batch(n: int, generator: torch.Generator | None = None, mix: dict[str, float] | None = None) -> Facts:
+def training_batch(n: int, generator: torch.Generator | None = None, mix: dict[str, float] | None = None,
+                   control: bool = False) -> Facts:
     """`n` prompts of the training split: a kind drawn by `mix` (default `MIX`), then a prompt of that kind
-    uniformly."""
+    uniformly. With `control`, the held-out people's one-hop facts are left out too (the baseline model
+    that has nothing to compose for them)."""
     mix = MIX if mix is None else mix
-    pools = _training_pools()
+    pools = _training_pools(control)
     kinds = torch.multinomial(torch.tensor([mix[k] for k in KINDS]), n, replacement=True, generator=generator)
     rows = torch.zeros(n, dtype=torch.long)
     for k, pool in enumerate(pools):
@@ -259,8 +263,8 @@ class TrainingStream:
     batches, then `MIX`. Called with a generator it has not seen, it starts again from the warm-up, so a
     fresh `train(...)` run (which seeds a new generator) replays the same stream."""
 
-    def __init__(self, batch_size: int, warmup: int) -> None:
-        self.batch_size, self.warmup = batch_size, warmup
+    def __init__(self, batch_size: int, warmup: int, control: bool = False) -> None:
+        self.batch_size, self.warmup, self.control = batch_size, warmup, control
         self.step, self._generator = 0, None
 
     def __call__(self, generator: torch.Generator) -> Facts:
@@ -268,7 +272,7 @@ class TrainingStream:
             self.step, self._generator = 0, generator
         mix = WARMUP_MIX if self.step < self.warmup else MIX
         self.step += 1
-        return training_batch(self.batch_size, generator, mix)
+        return training_batch(self.batch_size, generator, mix, self.control)
 
 
 def logits_at_end(logits: Tensor, batch: Facts) -> Tensor:
