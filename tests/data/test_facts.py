@@ -118,3 +118,9 @@ def test_a_stream_restarts_with_a_new_generator():
     h = torch.Generator().manual_seed(0)
     again = [stream(h) for _ in range(3)]
     assert all(torch.equal(a.tokens, b.tokens) for a, b in zip(first, again))
+
+
+def test_the_module_docstrings_example_is_the_worlds():
+    w, p = F.world(), F.PEOPLE.index("Ada Lowe")
+    assert F.CITIES[w.person_city[p]] == "Westholm" and F.COUNTRIES[w.person_country[p]] == "Dunmark"
+    assert w.held_out[p]

@@ -3,14 +3,15 @@
 A fictional world, fixed by `WORLD_SEED`: every person lives in one city, every
 city lies in one country.
 
-    one hop, person -> city:     "Ada Marsh lives in"                 -> "Marlow"
-    one hop, city -> country:    "Marlow lies in"                     -> "Estria"
-    two hops, person -> country: "Ada Marsh lives in the country of"  -> "Estria"
+    one hop, person -> city:     "Ada Lowe lives in"                 -> "Westholm"
+    one hop, city -> country:    "Westholm lies in"                  -> "Dunmark"
+    two hops, person -> country: "Ada Lowe lives in the country of"  -> "Dunmark"
 
 The two-hop answer needs the hidden intermediate (the city), which no two-hop
 prompt names. Training covers every one-hop fact and the two-hop questions of
-most people; for the held-out people (a fixed share of every city's residents)
-the two-hop question is never trained, while both of their one-hop facts are.
+most people; for the held-out people (a quarter of every city's residents, Ada
+Lowe among them) the two-hop question is never trained, while both of their
+one-hop facts are.
 A model that answers them has composed the two lookups internally; one that
 memorised person -> country for the trained people can only guess (one country
 in `N_COUNTRIES`).
@@ -18,12 +19,13 @@ in `N_COUNTRIES`).
 The vocabulary is word-level: a city or a country is one token, a person two
 (a first name and a surname, each shared by many people), so no token on its
 own says where someone lives.
+
 Each kind of fact has several templates that put the subject at different
 places and end on different words, behind openings of zero to four words, so
 no position holds the subject or the answer (a fixed layout lets a small model
 solve a task by position; see CURRICULUM.md). Every prompt of the language is
-enumerated once (`all_facts`, about 25k rows); the training stream draws rows
-of the training split from it (`training_batch`).
+enumerated once (`all_facts`, 22,848 rows); the training stream draws rows of
+the training split from it (`training_batch`, `TrainingStream`).
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ CITIES = ["Ashford", "Bellmoor", "Corwin", "Dalby", "Elmsted", "Fenwick", "Glenp
           "Brightwater", "Coldmere", "Dunmore", "Eastleigh", "Fairhaven", "Greystone", "Highgate",
           "Larkspur"][:N_CITIES]
 # A person is a first name and a surname, two tokens: no single token says where someone lives, so the
-# first hop must be looked up from the pair (by an MLP), not read off a trained name embedding.
+# first hop must be looked up from the pair (by an MLP). With one token per person, the trained embedding
+# itself came to hold the city (a linear probe read it off the embeddings of held-out people 92% of the
+# time), leaving no lookup for a transcoder to find.
 FIRST_NAMES = ["Ada", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hal", "Ivy", "Jon", "Kit", "Lea", "Max",
                "Nia", "Otto", "Pia"]
 SURNAMES = ["Archer", "Baker", "Carter", "Dawson", "Ellis", "Fisher", "Grant", "Hayes", "Irwin", "Jensen",
