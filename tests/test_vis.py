@@ -51,7 +51,8 @@ def small_graph() -> dict:
     nodes += [
         {"id": "f0.1.7", "kind": "feature", "layer": 0, "pos": 1, "label": "<script>alert(1)</script>",
          "activation": 2.0, "influence": 0.9, "card": "<b>top examples</b></script><i>not closed</i>"},
-        {"id": "f0.1.9", "kind": "feature", "layer": 0, "pos": 1, "label": "A & B", "activation": 1.0, "influence": 0.2},
+        {"id": "f0.1.9", "kind": "feature", "layer": 0, "pos": 1, "label": "A & B", "activation": 1.0,
+         "influence": 0.2},
         {"id": "x1.2", "kind": "error", "layer": 1, "pos": 2, "label": "error", "activation": 0.0, "influence": 0.05},
         {"id": "l0", "kind": "logit", "layer": 2, "pos": 2, "label": "' Paris'", "activation": 0.7, "influence": 1.0},
     ]
@@ -119,7 +120,8 @@ def test_max_edges_keeps_the_strongest():
 
 
 @pytest.mark.parametrize("break_it, message", [
-    (lambda g: g["edges"].append({"source": "e0", "target": "f9.9.9", "weight": 1.0}), "'f9.9.9', which is not a node id"),
+    (lambda g: g["edges"].append({"source": "e0", "target": "f9.9.9", "weight": 1.0}),
+     "'f9.9.9', which is not a node id"),
     (lambda g: g["nodes"].append(dict(g["nodes"][0])), "node id 'e0' appears twice"),
     (lambda g: g["nodes"][3].update(layer=2), r"'f0.1.7' \(feature\) is at layer 2"),
     (lambda g: g["nodes"][0].update(pos=3), "at position 3, but there are 3 tokens"),

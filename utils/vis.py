@@ -256,7 +256,7 @@ def _esc(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _g(x: float | None) -> str:
+def _short(x: float | None) -> str:
     return "–" if x is None else f"{x:.3g}"
 
 
@@ -309,6 +309,8 @@ class GraphView:
         return xy, lefts, widths, row_y
 
     def svg(self) -> str:
+        """The picture, complete without JavaScript: presentation attributes rather than CSS (a stylesheet
+        may be stripped where the SVG is kept), edges under nodes, a <title> on each for its tooltip."""
         g = self.graph
         nodes, tokens = g["nodes"], g["tokens"]
         xy, lefts, widths, row_y = self.layout()
@@ -337,7 +339,7 @@ class GraphView:
         out.append('</g><g class="ag-edges" fill="none" stroke-opacity="0.75">')
         for s, t, w in self.edges:
             (sx, sy), (tx, ty) = xy[s], xy[t]
-            bend = min(sy, ty) - 30 if sy == ty else (sy + ty) / 2   # an edge within a row arcs above it
+            bend = sy - 30 if sy == ty else (sy + ty) / 2   # an edge within a row arcs above it
             title = f'{nodes[s]["label"]} → {nodes[t]["label"]}: {w:+.3g}'
             out.append(f'<path d="M{sx} {sy}C{sx} {bend:.0f} {tx} {bend:.0f} {tx} {ty}" '
                        f'stroke="{POSITIVE if w > 0 else NEGATIVE}" '
@@ -349,7 +351,7 @@ class GraphView:
             token = tokens[node["pos"]]
             title = (f'{node["label"]}\n{node["kind"]} {node["id"]} · {_row_name(node["layer"], g["n_layers"])} · '
                      f'position {node["pos"]} {token!r}\n'
-                     f'activation {_g(node["activation"])} · influence {_g(node["influence"])}')
+                     f'activation {_short(node["activation"])} · influence {_short(node["influence"])}')
             tag, geometry = _shape(node["kind"], x, y, r)
             out.append(f'<{tag} {geometry} fill="{NODE_FILL[node["kind"]]}"><title>{_esc(title)}</title></{tag}>')
         out.append('</g></svg>')
@@ -427,7 +429,7 @@ def _shape(kind: str, x: int, y: int, r: float) -> tuple[str, str]:
 
 # Runs where the output's scripts run. The drawing is already there; this only adds clicking.
 _GRAPH_SCRIPT = """(() => {
-const root = document.currentScript ? document.currentScript.parentElement : document.getElementById("__ID__");
+const root = document.currentScript?.closest(".attribution-graph") ?? document.getElementById("__ID__");
 const G = __DATA__;
 const svg = root.querySelector("svg"), panel = root.querySelector(".ag-panel");
 const nodes = [...svg.querySelectorAll(".ag-nodes > *")], edges = [...svg.querySelectorAll(".ag-edges > *")];

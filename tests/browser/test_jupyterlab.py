@@ -410,3 +410,82 @@ def test_7_1_feedback_hint_and_acdc_figure(page):
     solve_up_to(page, CH7, cell_index(page, "ACDC_THRESHOLDS = "),
                 edit=(r"ACDC_THRESHOLDS = \[[^\]]*\]", "ACDC_THRESHOLDS = [0.1, 1.0]"))  # a sweep of two
     plotly_drawn(page, "ACDC_THRESHOLDS = ", "13-ch7")
+
+
+# -- Chapter 8's attribution-graph view, in a scratch notebook of the lab's temporary folder -----------------
+
+GRAPH_NOTEBOOK = "scratch_graph_view.ipynb"   # beside the lab's copy of chapters/, never in the repository
+CARD_TEXT = "fires on the city a person lives in"
+
+
+def small_attribution_graph() -> dict:
+    """Twelve nodes over four tokens and two layers; the feature 'f1.3.7' has a card."""
+    def node(node_id, kind, layer, pos, label, influence, **card):
+        return {"id": node_id, "kind": kind, "layer": layer, "pos": pos, "label": label, "activation": 1.5,
+                "influence": influence, **card}
+
+    tokens = ["<bos>", "Ada", " lives", " in"]
+    nodes = [node(f"e{p}", "embed", -1, p, f"emb {t!r}", 0.1) for p, t in enumerate(tokens)] + [
+        node("f0.1.12", "feature", 0, 1, "Ada (the name)", 0.6), node("f0.1.40", "feature", 0, 1, "a person", 0.3),
+        node("x0.3", "error", 0, 3, "error L0 at ' in'", 0.05),
+        node("f1.3.7", "feature", 1, 3, "Ada's city", 0.8, card=f"<b>{CARD_TEXT}</b><br>top example: Ada lives in …"),
+        node("f1.3.99", "feature", 1, 3, "a place comes next", 0.4), node("x1.3", "error", 1, 3, "error L1", 0.05),
+        node("l0", "logit", 2, 3, "' Paris'", 1.0), node("l1", "logit", 2, 3, "' Rome'", 0.3)]
+    edges = [("e1", "f0.1.12", 0.9), ("e1", "f0.1.40", 0.5), ("e0", "f0.1.40", -0.2), ("f0.1.12", "f1.3.7", 0.8),
+             ("f0.1.40", "f1.3.7", 0.3), ("e3", "f1.3.99", 0.6), ("x0.3", "f1.3.99", -0.1), ("f1.3.7", "l0", 1.2),
+             ("f1.3.7", "l1", -0.4), ("f1.3.99", "l0", 0.3), ("x1.3", "l0", 0.1), ("e3", "l1", 0.2)]
+    return {"tokens": tokens, "n_layers": 2, "title": "Ada lives in", "nodes": nodes,
+            "edges": [{"source": s, "target": t, "weight": w} for s, t, w in edges]}
+
+
+def test_attribution_graph_view_selects_a_node_and_shows_its_card(page, lab):
+    """Saved elsewhere (untrusted), the view's note says how to draw it; run, it draws, a click on a feature
+    shows its card and dims the other edges, a click on empty space clears the selection."""
+    import nbformat
+
+    from utils.vis import INTERACTIVE_HINT, graph_view
+
+    graph = small_attribution_graph()
+    view = graph_view(graph)
+    nodes = ",\n    ".join(map(repr, graph["nodes"]))
+    cell = nbformat.v4.new_code_cell(
+        f"from utils.vis import graph_view\n\nnodes = [\n    {nodes}]\nedges = {graph['edges']!r}\n"
+        f"graph_view(dict(tokens={graph['tokens']!r}, n_layers=2, title={graph['title']!r}, nodes=nodes, "
+        "edges=edges))\n")
+    cell.outputs = [nbformat.v4.new_output("display_data", {"text/html": view._repr_html_(), "text/plain": repr(view)})]
+    notebook = nbformat.v4.new_notebook(cells=[cell], metadata={"kernelspec": {
+        "display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}})
+    nbformat.write(notebook, lab["root"] / GRAPH_NOTEBOOK)
+    open_notebook(page, GRAPH_NOTEBOOK)
+    out = output_locator(page, 0)
+    drawing = out.locator(".attribution-graph svg")
+    note = out.get_by_text("run its cell again")
+    note.wait_for()
+    shot(page, "14-graph-untrusted")
+    assert drawing.count() == 0, "JupyterLab drew SVG in an untrusted output"
+
+    run_cells(page, 0, 0)
+    panel = out.locator(".ag-panel")
+    panel.get_by_text(INTERACTIVE_HINT).wait_for()   # the view's script has run
+    nodes, edges = out.locator(".ag-nodes > *"), out.locator(".ag-edges > *")
+    drawing.scroll_into_view_if_needed()
+    shot(page, "15-graph-drawn")
+    assert nodes.count() == len(graph["nodes"]) and edges.count() == len(graph["edges"])
+    assert not note.is_visible()
+
+    chosen = [n["id"] for n in graph["nodes"]].index("f1.3.7")
+    nodes.nth(chosen).click()
+    panel.get_by_text(CARD_TEXT).wait_for()
+    shot(page, "16-graph-node-selected")
+    opacity = "els => els.map(e => Number(getComputedStyle(e).strokeOpacity))"
+    drawn = [chosen in (s, t) for s, t, _ in view.edges]   # the view's drawing order
+    for incident, value in zip(drawn, edges.evaluate_all(opacity)):
+        assert value == 1 if incident else value < 0.2, (incident, value)
+    assert "Ada's city" in panel.inner_text() and "' Paris'" in panel.inner_text()
+
+    drawing.click(position={"x": 4, "y": 4})
+    panel.get_by_text(INTERACTIVE_HINT).wait_for()
+    shot(page, "17-graph-selection-cleared")
+    assert CARD_TEXT not in panel.inner_text()
+    assert all(value > 0.5 for value in edges.evaluate_all(opacity))
+    assert not course_errors(page), course_errors(page)
