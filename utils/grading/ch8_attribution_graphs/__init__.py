@@ -1,0 +1,1 @@
+"""Graders for Chapter 8 — Attribution graphs."""
