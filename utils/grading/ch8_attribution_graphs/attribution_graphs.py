@@ -131,12 +131,12 @@ def test_city_lens(check):
         Mistake("ln_b left out", "Add the LayerNorm's bias ln_b after multiplying by ln_w.", lens(bias=False)),
     ]
     d_model, vocab = 8, 12
-    for name, batch, cities, seed_scale in [("6 residuals, 5 cities in no order", 6, [9, 2, 6, 4, 11], 4.0),
-                                            ("10 residuals, 3 cities", 10, [7, 0, 3], 10.0),
-                                            ("one city", 3, [5], 4.0)]:
-        resid = check.randn(batch, d_model, scale=seed_scale) + check.randn(batch, 1, scale=seed_scale)
+    for name, batch, cities, size in [("12 residuals, 5 cities in no order", 12, [9, 2, 6, 4, 11], 3.0),
+                                      ("10 larger residuals, 3 cities", 10, [7, 0, 3], 10.0),
+                                      ("one city", 3, [5], 3.0)]:
+        resid = check.randn(batch, d_model, scale=size) + check.randn(batch, 1, scale=size)  # off-centre
         ln_w = 1 + check.randn(d_model, scale=0.5)
-        ln_b = check.randn(d_model, scale=1.5)
+        ln_b = check.randn(d_model, scale=0.7)
         W_U = check.randn(d_model, vocab)
         check.case(name, resid, ln_w, ln_b, W_U, _tensor(cities, check), mistakes=mistakes)
 
@@ -284,7 +284,7 @@ def test_normalised_mse(check):
     ]
     means, scales = check.randn(6, scale=3.0), check.randn(6).abs() + 0.3
     out = check.randn(20, 3, 6) * scales + means
-    noise = torch.tensor([0.1, 0.5, 1.5]).to(check.device)[None, :, None]
+    noise = torch.tensor([0.1, 0.4, 1.0]).to(check.device)[None, :, None]
     check.case("3 layers of different quality, outputs off-centre", out + check.randn(20, 3, 6) * noise, out,
                mistakes=mistakes)
     out = check.randn(12, 2, 4) * 2.0 + 1.0
@@ -398,8 +398,10 @@ def test_frozen_layer_norm(check):
                 lambda x, s, w, b: (x - x.mean(dim=-1, keepdim=True) / s) * w + b),
         Mistake("b divided by the scale", "Only the centred x is divided by the scale; w and b come after.",
                 lambda x, s, w, b: ((x - x.mean(dim=-1, keepdim=True)) * w + b) / s),
-        Mistake("no bias", "Add b after multiplying by w.", lambda x, s, w, b: (x - x.mean(dim=-1, keepdim=True)) / s * w),
-        Mistake("no weight", "Multiply by w before adding b.", lambda x, s, w, b: (x - x.mean(dim=-1, keepdim=True)) / s + b),
+        Mistake("no bias", "Add b after multiplying by w.",
+                lambda x, s, w, b: (x - x.mean(dim=-1, keepdim=True)) / s * w),
+        Mistake("no weight", "Multiply by w before adding b.",
+                lambda x, s, w, b: (x - x.mean(dim=-1, keepdim=True)) / s + b),
     ]
     x = check.randn(5, 8, scale=2.0) + check.randn(5, 1, scale=3.0)
     w, b = 1 + check.randn(8, scale=0.3), check.randn(8, scale=0.5)
@@ -495,18 +497,20 @@ def test_error_nodes(check):
 # -- 4. the attribution graph ------------------------------------------------------------------------
 
 
+@torch.enable_grad()  # a notebook may switch gradients off globally (torch.set_grad_enabled(False))
 def _linear_net(spec, one_source=False):
-    """Fresh leaf sources (embeddings, feature activations, error scales) and the targets they drive, a
-    linear function of them (the local replacement model in miniature)."""
+    """Fresh leaf sources (embeddings, feature activations, error scales) and the 0-d targets they drive, a
+    linear function of them (the local replacement model in miniature). Einsums throughout: a 1-d @ 2-d
+    matmul of tensors that require grad loses its shape on utils.second_device's stand-in GPU."""
     embed = spec["embed"].clone().requires_grad_(True)
     if one_source:
-        return torch.einsum("pd,pdt->t", embed, spec["W_embed"]) + spec["bias"], [embed]
+        return list(torch.einsum("pd,pdt->t", embed, spec["W_embed"]) + spec["bias"]), [embed]
     acts = spec["acts"].clone().requires_grad_(True)
     errors = spec["errors"].clone().requires_grad_(True)
     hidden = torch.einsum("pd,pdh->h", embed, spec["W_embed"][..., :2].repeat(1, 1, 2))
     targets = (torch.einsum("h,ht->t", hidden, spec["W_hidden"]) + torch.einsum("f,ft->t", acts, spec["W_acts"])
                + torch.einsum("p,pt->t", errors, spec["W_errors"]) + spec["bias"])
-    return targets, [embed, acts, errors]
+    return list(targets), [embed, acts, errors]  # scalar targets, each indexed with gradients on
 
 
 def _effects_of(spec, t, *, one_source=False, times_activation=True, summed=False):
