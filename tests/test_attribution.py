@@ -42,9 +42,10 @@ def graph(rm):
     return at.build_graph(rm, [str(t) for t in rm.tokens.tolist()], max_logits=3, coverage=0.99)
 
 
-def test_replacement_model_reproduces_the_real_logits(rm):
-    logits, _ = rm.forward(*rm.real_inputs())
+def test_replacement_model_reproduces_the_real_logits_and_pre_activations(rm):
+    logits, pre = rm.forward(*rm.real_inputs())
     assert torch.allclose(logits, rm.logits, atol=1e-5), (logits - rm.logits).abs().max()
+    assert torch.allclose(pre, rm.feature_acts, atol=1e-5), "an active TopK latent's activation is its pre-activation"
 
 
 def test_every_node_input_is_the_sum_of_its_edges_plus_biases(graph):
@@ -58,10 +59,9 @@ def test_every_node_input_is_the_sum_of_its_edges_plus_biases(graph):
 
 def test_an_edge_is_what_zeroing_its_source_removes(rm, graph):
     feature = graph.mask("feature").nonzero()[0, 0]
-    pos, layer, latent = int(graph.positions[feature]), int(graph.layers[feature]), int(graph.indices[feature])
-    acts = rm.acts.clone()
-    acts[pos, layer, latent] = 0
-    logits, pre = rm.forward(rm.real_inputs()[0], acts, rm.real_inputs()[2])
+    values = rm.feature_acts.clone()
+    values[feature - rm.n_pos] = 0
+    logits, pre = rm.forward(rm.real_inputs()[0], values, rm.real_inputs()[2])
     last = logits[-1] - logits[-1].mean()
     logit_rows = graph.mask("logit").nonzero()[:, 0]
     change = graph.inputs[logit_rows] - last[graph.indices[logit_rows]]
@@ -110,15 +110,12 @@ def test_scores_are_one_without_error_and_fall_with_it(graph):
 def test_predicted_effect_matches_the_linearised_replacement_model(rm, graph):
     """Ablate a layer-0 feature; let every other active feature follow its pre-activation (the active set fixed)."""
     feature = (graph.mask("feature") & (graph.layers == 0)).nonzero()[0, 0]
-    pos, latent = int(graph.positions[feature]), int(graph.indices[feature])
-    active = rm.acts > 0
-    acts = rm.acts.clone()
-    acts[pos, 0, latent] = 0
+    values = rm.feature_acts.clone()
     for _ in range(N_LAYERS):
-        _, pre = rm.forward(rm.real_inputs()[0], acts, rm.real_inputs()[2])
-        acts = torch.where(active, pre, acts)
-        acts[pos, 0, latent] = 0
-    logits, _ = rm.forward(rm.real_inputs()[0], acts, rm.real_inputs()[2])
+        values[feature - rm.n_pos] = 0
+        _, values = rm.forward(rm.real_inputs()[0], values, rm.real_inputs()[2])
+    values[feature - rm.n_pos] = 0
+    logits, _ = rm.forward(rm.real_inputs()[0], values, rm.real_inputs()[2])
     last = logits[-1] - logits[-1].mean()
     logit_rows = graph.mask("logit").nonzero()[:, 0]
     actual = last[graph.indices[logit_rows]] - graph.inputs[logit_rows]

@@ -13,7 +13,7 @@ linear in its nodes:
 Its nodes are the token embeddings (one per position), the active transcoder features, the error
 nodes and the top output logits. Every node's input (a feature's pre-activation, a logit) is then
 an affine function of the nodes before it: a sum of **direct effects**, one per source node, plus
-constant biases. `build_graph` measures each effect with one backward pass per target and stores
+constant biases. `build_graph` measures each effect with a backward pass from each target and stores
 them in `adjacency[target, source]`; `prune` keeps the nodes and edges with the most influence on
 the logits through the paper's (I - A)^-1 construction.
 
@@ -70,9 +70,10 @@ def _frozen_ln(x: Tensor, scale: Tensor, w: Tensor, b: Tensor) -> Tensor:
 class ReplacementModel:
     """The local replacement model of one prompt (see the module docstring).
 
-    `forward(embed_scale, acts, error_scale)` is linear in its three inputs (plus constants): with
-    all three at their real values (`ones`, `self.acts`, `ones`) it returns the real model's logits
-    and the transcoders' real pre-activations."""
+    Its feature nodes are the prompt's active transcoder latents, `features[i] = (pos, layer,
+    latent)` in node order, with activations `feature_acts`. `forward(embed_scale, feature_values,
+    error_scale)` is linear in its three inputs (plus constants): at their real values
+    (`real_inputs()`) it returns the real model's logits and every feature's real pre-activation."""
 
     em: EdgeModel
     params: dict[str, Tensor]
@@ -85,6 +86,22 @@ class ReplacementModel:
     acts: Float[Tensor, "pos layer lat"]
     errors: Float[Tensor, "pos layer d_model"]
     logits: Float[Tensor, "pos vocab"]
+    features: Int[Tensor, "feature 3"] = None
+
+    def __post_init__(self) -> None:
+        if self.features is None:
+            active = (self.acts > 0).nonzero()                                    # (pos, layer, lat), pos first
+            order = torch.argsort(active[:, 1] * self.n_pos + active[:, 0], stable=True)
+            self.features = active[order]                                         # layer, then position
+        pos, layer, lat = self.features.unbind(-1)
+        self.feature_acts = self.acts[pos, layer, lat]
+        self.encoders = self.params["W_enc"][layer, :, lat]                       # [feature, d_model]
+        self.enc_bias = self.params["b_enc"][layer, lat]
+        self.decoders = self.params["W_dec"][layer, :, :, lat]                  # [feature, target layer, d_model]
+        # one-hot [feature, pos]: gathers and scatters by position as matrix products, which batch well
+        self.at_pos = torch.nn.functional.one_hot(pos, self.n_pos).to(self.acts.dtype)
+        self.writes_per_unit = einops.rearrange(self.at_pos[:, :, None, None] * self.decoders[:, None],
+                                                "f pos layer d -> f (pos layer d)")
 
     @classmethod
     @torch.no_grad()
@@ -112,27 +129,33 @@ class ReplacementModel:
     def n_pos(self) -> int:
         return len(self.tokens)
 
-    def forward(self, embed_scale: Float[Tensor, " pos"], acts: Float[Tensor, "pos layer lat"],
-                error_scale: Float[Tensor, "pos layer"]) -> tuple[Float[Tensor, "pos vocab"], Float[Tensor, "pos layer lat"]]:
-        """Logits and every transcoder pre-activation, with the nodes set to the given values."""
+    def forward(self, embed_scale: Float[Tensor, "*batch pos"], feature_values: Float[Tensor, "*batch feature"],
+                error_scale: Float[Tensor, "*batch pos layer"]) -> tuple[Float[Tensor, "*batch pos vocab"], Float[Tensor, "*batch feature"]]:
+        """Logits and every feature's pre-activation, with the nodes set to the given values (leading
+        batch axes allowed: many settings of the nodes at once). Only the active latents exist here: an
+        inactive one has no node, and its pre-activation is not needed."""
         em = self.em
-        resid = embed_scale[:, None] * em.embed(self.tokens[None])[0]
-        writes = decode(acts, self.params) + error_scale[..., None] * self.errors  # [pos, layer, d]
+        layer_of = self.features[:, 1]
+        resid = embed_scale[..., None] * em.embed(self.tokens[None])[0]
+        writes = self.params["b_dec"] + error_scale[..., None] * self.errors + (
+            feature_values @ self.writes_per_unit).view(*feature_values.shape[:-1], *self.errors.shape)
         pre = []
         for layer, w in enumerate(em.layers):
             x = _frozen_ln(resid, self.ln1_scale[layer], *w["ln1"])
-            v = einops.einsum(x, w["W_V"], "pos d, head d e -> head pos e") + w["b_V"][:, None]
-            z = einops.einsum(self.patterns[layer], v, "head q k, head k e -> head q e")
-            resid = resid + einops.einsum(z, w["W_O"], "head pos e, head e d -> pos d") + w["b_O"]
+            v = einops.einsum(x, w["W_V"], "... pos d, head d e -> ... head pos e") + w["b_V"][:, None]
+            z = einops.einsum(self.patterns[layer], v, "head q k, ... head k e -> ... head q e")
+            resid = resid + einops.einsum(z, w["W_O"], "... head pos e, head e d -> ... pos d") + w["b_O"]
             x = _frozen_ln(resid, self.ln2_scale[layer], *w["ln2"])
-            pre.append(x @ self.params["W_enc"][layer] + self.params["b_enc"][layer])
-            resid = resid + writes[:, layer]
+            here = layer_of == layer
+            x_at = einops.einsum(self.at_pos[here], x, "f pos, ... pos d -> ... f d")
+            pre.append((x_at * self.encoders[here]).sum(-1) + self.enc_bias[here])
+            resid = resid + writes[..., layer, :]
         x = _frozen_ln(resid, self.ln_final_scale, *em.ln_final)
-        return x @ em.W_U.T + em.b_U, torch.stack(pre, dim=1)
+        return x @ em.W_U.T + em.b_U, torch.cat(pre, dim=-1)
 
     def real_inputs(self) -> tuple[Tensor, Tensor, Tensor]:
         ones = torch.ones(self.n_pos, device=self.acts.device)
-        return ones, self.acts, torch.ones(self.n_pos, self.n_layers, device=self.acts.device)
+        return ones, self.feature_acts, torch.ones(self.n_pos, self.n_layers, device=self.acts.device)
 
 
 @dataclass
@@ -185,31 +208,34 @@ def build_graph(rm: ReplacementModel, token_strs: list[str], max_logits: int = 1
                 coverage: float = 0.95) -> AttributionGraph:
     """The attribution graph of the prompt `rm` was built from.
 
-    One backward pass per target (each active feature's pre-activation, each chosen logit) through
+    A backward pass from each target (each active feature's pre-activation, each chosen logit) through
     the replacement model gives the target's gradient with respect to every node; a source's direct
-    effect is that gradient times the source's value (a feature's activation, 1 for the others)."""
+    effect is that gradient times the source's value (a feature's activation, 1 for the others). The
+    replacement model is linear, so this is exact, not a first-order estimate."""
     n_pos, n_layers = rm.n_pos, rm.n_layers
-    active = (rm.acts > 0).nonzero()                              # [feature, (pos, layer, lat)], pos-major
-    active = active[torch.argsort(active[:, 1] * n_pos + active[:, 0], stable=True)]  # layer, then position
+    active = rm.features
     logit_tokens = logit_nodes(rm.logits[-1], max_logits, coverage)
     n_feat, n_err, n_logit = len(active), n_pos * n_layers, len(logit_tokens)
     n = n_pos + n_feat + n_err + n_logit
     feat = slice(n_pos, n_pos + n_feat)
     err = slice(n_pos + n_feat, n_pos + n_feat + n_err)
 
-    embed_scale, acts, error_scale = (x.detach().clone().requires_grad_(True) for x in rm.real_inputs())
+    # One backward pass for all targets: the forward runs on a batch of copies of the real inputs,
+    # copy i feeding target i, so one backward gives every target's gradient in its own row.
+    n_targets = n_feat + n_logit
+    embed_scale, acts, error_scale = (x.detach().expand(n_targets, *x.shape).clone().requires_grad_(True)
+                                      for x in rm.real_inputs())
     with torch.enable_grad():
         logits, pre = rm.forward(embed_scale, acts, error_scale)
-        last = logits[-1] - logits[-1].mean()                    # softmax ignores a shift shared by all logits
-        targets = torch.cat([pre[active[:, 0], active[:, 1], active[:, 2]], last[logit_tokens]])
-        grads = torch.autograd.grad(targets, (embed_scale, acts, error_scale),
-                                    grad_outputs=torch.eye(len(targets), device=targets.device),
-                                    is_grads_batched=True)
+        last = logits[:, -1] - logits[:, -1].mean(dim=-1, keepdim=True)  # softmax ignores a shift shared by all logits
+        every_target = torch.cat([pre, last[:, logit_tokens]], dim=-1)       # [copy, target]
+        targets = every_target.diagonal()
+        grads = torch.autograd.grad(targets.sum(), (embed_scale, acts, error_scale))
     g_embed, g_acts, g_err = (g.detach() for g in grads)
     adjacency = torch.zeros(n, n, dtype=targets.dtype, device=targets.device)
     rows = torch.cat([torch.arange(n_pos, n_pos + n_feat), torch.arange(n - n_logit, n)]).to(targets.device)
-    feature_values = rm.acts[active[:, 0], active[:, 1], active[:, 2]]
-    adjacency[rows] = torch.cat([g_embed, g_acts[:, active[:, 0], active[:, 1], active[:, 2]] * feature_values,
+    feature_values = rm.feature_acts
+    adjacency[rows] = torch.cat([g_embed, g_acts * feature_values,
                                  einops.rearrange(g_err, "t pos layer -> t (layer pos)"),
                                  g_embed.new_zeros(len(targets), n_logit)], dim=1)
 
@@ -217,7 +243,7 @@ def build_graph(rm: ReplacementModel, token_strs: list[str], max_logits: int = 1
         zero_logits, zero_pre = rm.forward(*(torch.zeros_like(x) for x in rm.real_inputs()))
         zero_last = zero_logits[-1] - zero_logits[-1].mean()
     bias = torch.zeros(n, dtype=targets.dtype, device=targets.device)
-    bias[rows] = torch.cat([zero_pre[active[:, 0], active[:, 1], active[:, 2]], zero_last[logit_tokens]])
+    bias[rows] = torch.cat([zero_pre, zero_last[logit_tokens]])
     inputs = torch.zeros_like(bias)
     inputs[:n_pos] = 1.0
     inputs[feat] = feature_values
