@@ -25,6 +25,7 @@ are its diagonal.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 
 import einops
@@ -460,3 +461,28 @@ def view_data(pruned: PrunedGraph, labels: list[str] | None = None, cards: dict[
     edges = [{"source": ids[s], "target": ids[t], "weight": round(float(graph.adjacency[t, s]), 4)}
              for t, s in zip(targets.tolist(), sources.tolist()) if s in ids and t in ids]
     return {"tokens": graph.tokens, "n_layers": graph.n_layers, "title": title, "nodes": nodes, "edges": edges}
+
+
+def feature_card(model, params: dict[str, Tensor], layer: int, latent: int, tokens: Int[Tensor, "n pos"],
+                 values: Float[Tensor, " top"], where: Int[Tensor, "top 2"], tokenizer, title: str = "",
+                 n_logits: int = 5) -> str:
+    """A latent's card for the graph view (HTML): its top contexts, each word shaded by the activation
+    there (chapter 3's highlighting), and the tokens its decoder promotes most through the unembedding
+    (its own layer's decoder; the direct path only)."""
+    from utils.sae import highlight_html
+
+    params = cross_layer(params)
+    direction = params["W_dec"][layer, layer, :, latent]
+    promoted = (direction @ model.W_U.detach()).topk(n_logits)
+    words = ", ".join(f"{html.escape(tokenizer.decode([int(t)]))} ({v:+.1f})"
+                      for v, t in zip(promoted.values.tolist(), promoted.indices.tolist()))
+    contexts = []
+    for value, (prompt, pos) in zip(values.tolist(), where.tolist()):
+        if value <= 0:
+            continue
+        row = [tokenizer.decode([int(t)]) + " " for t in tokens[prompt, 1: pos + 1].tolist()]
+        shade = [0.0] * (len(row) - 1) + [value]
+        contexts.append(f"{highlight_html(row, shade, len(row) - 1, max(values.max().item(), 1e-6))} "
+                        f"<small>{value:.2f}</small>")
+    return (f"<b>{html.escape(title or f'L{layer}.{latent}')}</b> <small>(layer {layer}, latent {latent})</small>"
+            f"<p><small>promotes: {words}</small></p><p><small>top contexts:</small><br>" + "<br>".join(contexts) + "</p>")
