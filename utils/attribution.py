@@ -486,3 +486,12 @@ def feature_card(model, params: dict[str, Tensor], layer: int, latent: int, toke
                         f"<small>{value:.2f}</small>")
     return (f"<b>{html.escape(title or f'L{layer}.{latent}')}</b> <small>(layer {layer}, latent {latent})</small>"
             f"<p><small>promotes: {words}</small></p><p><small>top contexts:</small><br>" + "<br>".join(contexts) + "</p>")
+
+
+def freeze_hooks(cache, layer_norm: bool = True, attention: bool = True) -> list[tuple[str, object]]:
+    """Hooks that hold the LayerNorm scales and/or the attention patterns at their values in `cache`
+    (a run of the same prompt): the real model with the replacement model's freezing, one part at a
+    time, to tell which approximation a wrong prediction comes from."""
+    kept = [name for name in cache.keys() if (layer_norm and name.endswith("hook_scale"))
+            or (attention and name.endswith("hook_pattern"))]
+    return [(name, lambda x, hook, value=cache[name]: value) for name in kept]
