@@ -101,8 +101,13 @@ class ReplacementModel:
         self.decoders = self.params["W_dec"][layer, :, :, lat]                  # [feature, target layer, d_model]
         # one-hot [feature, pos]: gathers and scatters by position as matrix products, which batch well
         self.at_pos = torch.nn.functional.one_hot(pos, self.n_pos).to(self.acts.dtype)
-        self.writes_per_unit = einops.rearrange(self.at_pos[:, :, None, None] * self.decoders[:, None],
-                                                "f pos layer d -> f (pos layer d)")
+        # per target layer: the features that write to it, and what each writes there per unit of activation
+        self.writers, self.writes_per_unit = [], []
+        for target in range(self.n_layers):
+            writers = (self.decoders[:, target].abs().sum(-1) > 0).nonzero()[:, 0]
+            self.writers.append(writers)
+            self.writes_per_unit.append(einops.rearrange(self.at_pos[writers, :, None] * self.decoders[writers, None, target],
+                                                         "f pos d -> f (pos d)"))
 
     @classmethod
     @torch.no_grad()
@@ -131,17 +136,20 @@ class ReplacementModel:
         return len(self.tokens)
 
     def forward(self, embed_scale: Float[Tensor, "*batch pos"], feature_values: Float[Tensor, "*batch feature"],
-                error_scale: Float[Tensor, "*batch pos layer"]) -> tuple[Float[Tensor, "*batch pos vocab"], Float[Tensor, "*batch feature"]]:
+                error_scale: Float[Tensor, "*batch pos layer"], up_to: int | None = None
+                ) -> tuple[Float[Tensor, "*batch pos vocab"] | None, Float[Tensor, "*batch feature"]]:
         """Logits and every feature's pre-activation, with the nodes set to the given values (leading
         batch axes allowed: many settings of the nodes at once). Only the active latents exist here: an
-        inactive one has no node, and its pre-activation is not needed."""
+        inactive one has no node, and its pre-activation is not needed. With `up_to`, stop after that
+        layer's MLP input: no logits, and only the pre-activations of the features up to that layer."""
         em = self.em
         layer_of = self.features[:, 1]
         resid = embed_scale[..., None] * em.embed(self.tokens[None])[0]
-        writes = self.params["b_dec"] + error_scale[..., None] * self.errors + (
-            feature_values @ self.writes_per_unit).view(*feature_values.shape[:-1], *self.errors.shape)
+        writes = self.params["b_dec"] + error_scale[..., None] * self.errors       # [*batch, pos, layer, d]
         pre = []
         for layer, w in enumerate(em.layers):
+            if up_to is not None and layer > up_to:
+                return None, torch.cat(pre, dim=-1)
             x = _frozen_ln(resid, self.ln1_scale[layer], *w["ln1"])
             v = einops.einsum(x, w["W_V"], "... pos d, head d e -> ... head pos e") + w["b_V"][:, None]
             z = einops.einsum(self.patterns[layer], v, "head q k, ... head k e -> ... head q e")
@@ -150,7 +158,8 @@ class ReplacementModel:
             here = layer_of == layer
             x_at = einops.einsum(self.at_pos[here], x, "f pos, ... pos d -> ... f d")
             pre.append((x_at * self.encoders[here]).sum(-1) + self.enc_bias[here])
-            resid = resid + writes[..., layer, :]
+            from_features = feature_values[..., self.writers[layer]] @ self.writes_per_unit[layer]
+            resid = resid + writes[..., layer, :] + from_features.view(*resid.shape)
         x = _frozen_ln(resid, self.ln_final_scale, *em.ln_final)
         return x @ em.W_U.T + em.b_U, torch.cat(pre, dim=-1)
 
@@ -221,17 +230,28 @@ def build_graph(rm: ReplacementModel, token_strs: list[str], max_logits: int = 1
     feat = slice(n_pos, n_pos + n_feat)
     err = slice(n_pos + n_feat, n_pos + n_feat + n_err)
 
-    # One backward pass for all targets: the forward runs on a batch of copies of the real inputs,
-    # copy i feeding target i, so one backward gives every target's gradient in its own row.
-    n_targets = n_feat + n_logit
-    embed_scale, acts, error_scale = (x.detach().expand(n_targets, *x.shape).clone().requires_grad_(True)
-                                      for x in rm.real_inputs())
+    # A backward pass per target, batched: the forward runs on one copy of the real inputs per target,
+    # copy i feeding target i, so one backward gives every target's gradient in its own row. A feature's
+    # copies stop at its own layer (nothing later can reach it).
+    grads = []
+    groups = [(layer, (active[:, 1] == layer).nonzero()[:, 0]) for layer in range(n_layers)] + [(None, None)]
     with torch.enable_grad():
-        logits, pre = rm.forward(embed_scale, acts, error_scale)
-        last = logits[:, -1] - logits[:, -1].mean(dim=-1, keepdim=True)  # softmax ignores a shift shared by all logits
-        every_target = torch.cat([pre, last[:, logit_tokens]], dim=-1)       # [copy, target]
-        targets = every_target.diagonal()
-        grads = torch.autograd.grad(targets.sum(), (embed_scale, acts, error_scale))
+        for layer, which in groups:
+            n_copies = len(logit_tokens) if layer is None else len(which)
+            if n_copies == 0:
+                continue
+            copies = [x.detach().expand(n_copies, *x.shape).clone().requires_grad_(True) for x in rm.real_inputs()]
+            logits, pre = rm.forward(*copies, up_to=layer)
+            if layer is None:   # softmax ignores a shift shared by all logits
+                target = (logits[:, -1] - logits[:, -1].mean(dim=-1, keepdim=True))[:, logit_tokens]
+            else:
+                target = pre[:, which]
+            found = torch.autograd.grad(target.diagonal().sum(), copies, allow_unused=True)
+            grads.append([torch.zeros_like(c) if g is None else g for g, c in zip(found, copies)])
+    grads = [torch.cat(parts) for parts in zip(*grads)]
+    with torch.no_grad():
+        real_logits, real_pre = rm.forward(*rm.real_inputs())
+        targets = torch.cat([real_pre, (real_logits[-1] - real_logits[-1].mean())[logit_tokens]])
     g_embed, g_acts, g_err = (g.detach() for g in grads)
     adjacency = torch.zeros(n, n, dtype=targets.dtype, device=targets.device)
     rows = torch.cat([torch.arange(n_pos, n_pos + n_feat), torch.arange(n - n_logit, n)]).to(targets.device)
