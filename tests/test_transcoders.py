@@ -83,3 +83,143 @@ def test_replacement_with_silent_transcoders_is_mlp_zero_ablation():
     assert torch.allclose(spliced, zeroed, atol=1e-5)
     assert not torch.allclose(spliced, model(tokens), atol=1e-3)
     assert torch.allclose(tc.kl_divergence(zeroed, spliced), torch.zeros(3, 8), atol=1e-5)
+
+
+# -- cross-layer transcoders -------------------------------------------------------------------------
+
+def _cross_layer(n_layers=3, d=8, lat=6, seed=0):
+    params = tc.init_cross_layer(n_layers, d, lat, torch.Generator().manual_seed(seed))
+    params = {name: value.detach() for name, value in params.items()}
+    params["b_dec"] = torch.randn(n_layers, d, generator=torch.Generator().manual_seed(seed + 1))
+    return params
+
+
+def test_cross_layer_latent_never_writes_to_an_earlier_layer():
+    """Even with W_dec filled below the mask, a latent read at layer s changes only layers s and after."""
+    params = _cross_layer()
+    params["W_dec"] = torch.randn_like(params["W_dec"])
+    for src in range(3):
+        acts = torch.zeros(1, 3, 6)
+        acts[0, src, 2] = 5.0
+        moved = (tc.decode_cross_layer(acts, params) - params["b_dec"])[0].norm(dim=-1)
+        assert (moved[:src] == 0).all() and (moved[src:] > 0).all(), (src, moved)
+
+
+def test_cross_layer_init_is_causal_with_unit_decoders():
+    params = _cross_layer()
+    assert (params["W_dec"][~tc.causal_mask(3)] == 0).all()
+    assert torch.allclose(params["W_dec"].norm(dim=(1, 2)), torch.ones(3, 6), atol=1e-6)
+
+
+def test_per_layer_params_decode_identically_in_the_cross_layer_layout():
+    params = _params(n_layers=3)
+    acts = tc.encode(torch.randn(20, 3, 8), params, k=4)
+    clt = tc.as_cross_layer(params)
+    assert clt["W_dec"].shape == (3, 3, 8, 16)
+    assert torch.allclose(tc.decode_cross_layer(acts, clt), tc.decode(acts, params), atol=1e-6)
+    assert torch.allclose(clt["W_dec"].norm(dim=(1, 2)), params["W_dec"].norm(dim=1))
+
+
+def _planted_cross_layer(n=4096, n_layers=3, n_feat=6, d=10, seed=0):
+    """Each layer's input carries that layer's 1-sparse code; each layer's output is written by the codes of
+    that layer and of every earlier one, so no input alone predicts a later output."""
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.zeros(n, n_layers, n_feat)
+    codes.scatter_(-1, torch.randint(n_feat, (n, n_layers, 1), generator=g), torch.rand(n, n_layers, 1, generator=g) + 0.5)
+    x_in = torch.einsum("nlf,lfd->nld", codes, torch.randn(n_layers, n_feat, d, generator=g))
+    writes = torch.randn(n_layers, n_layers, n_feat, d, generator=g) * tc.causal_mask(n_layers)[:, :, None, None]
+    x_out = torch.einsum("nsf,stfd->ntd", codes, writes)
+    return x_in, x_out, g
+
+
+def test_cross_layer_training_fits_what_per_layer_cannot_and_stays_causal_and_unit_norm():
+    x_in, x_out, g = _planted_cross_layer()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        clt = tc.init_cross_layer(3, 10, 12, g, mean_out=x_out.mean(0))
+        tc.train_cross_layer(clt, x_in, x_out, k=1, steps=300, batch_size=256, lr=1e-2, generator=g)
+        per_layer = tc.init_transcoders(3, 10, 12, g, mean_out=x_out.mean(0))
+        tc.train_transcoders(per_layer, x_in, x_out, k=1, steps=300, batch_size=256, lr=1e-2, generator=g)
+    finally:
+        torch.set_num_threads(threads)
+    assert not any(value.requires_grad for value in clt.values())
+    assert (clt["W_dec"][~tc.causal_mask(3)] == 0).all()
+    assert torch.allclose(clt["W_dec"].norm(dim=(1, 2)), torch.ones(3, 12), atol=1e-5)
+    fit_clt = tc.evaluate(clt, x_in, x_out, k=1)["normalised_mse"]
+    fit_per_layer = tc.evaluate(per_layer, x_in, x_out, k=1)["normalised_mse"]
+    assert (fit_clt < 0.1).all(), fit_clt
+    assert fit_per_layer[0] < 0.2 and (fit_per_layer[1:] > 0.3).all(), fit_per_layer
+
+
+# -- splicing and its metrics ----------------------------------------------------------------------------
+
+def _spliced_by_hand(model, tokens, layer, predict):
+    """The model with one MLP's output overwritten by `predict` of the real activations (in, out) there."""
+    name_in, name_out = tc.mlp_hooks(layer)
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in (name_in, name_out))
+    written = predict(cache[name_in], cache[name_out])
+    return model.run_with_hooks(tokens, fwd_hooks=[(name_out, lambda x, hook: written)])
+
+
+def test_splicing_the_last_layer_writes_each_kind_of_transcoders_prediction():
+    """Per-layer, cross-layer and SAE: with only the last MLP replaced, its inputs are the real ones, so the
+    spliced logits are the model's with that layer's prediction written in."""
+    model = _tiny_model()
+    tokens = torch.randint(20, (3, 8), generator=torch.Generator().manual_seed(1))
+    flat = lambda x: x.reshape(-1, 1, x.shape[-1])
+    per_layer, clt, sae = _params(d=16, lat=10, seed=1), _cross_layer(2, 16, 10, seed=2), _params(d=16, lat=10, seed=3)
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == tc.mlp_hooks(0)[0])
+    first_in = flat(cache[tc.mlp_hooks(0)[0]])
+    cases = [
+        (per_layer, "mlp_in", lambda x, out: tc.decode(tc.encode(flat(x), {n: v[1:] for n, v in per_layer.items()}, 3),
+                                                       {n: v[1:] for n, v in per_layer.items()})),
+        (clt, "mlp_in", lambda x, out: tc.decode_cross_layer(tc.encode(torch.cat([first_in, flat(x)], 1), clt, 3), clt)[:, 1:]),
+        (sae, "mlp_out", lambda x, out: tc.decode(tc.encode(flat(out), {n: v[1:] for n, v in sae.items()}, 3),
+                                                  {n: v[1:] for n, v in sae.items()})),
+    ]
+    for params, reads, predict in cases:
+        spliced = tc.spliced_logits(model, tokens, {n: v[1:] for n, v in params.items()} if params["W_dec"].ndim == 3
+                                    else params, layers=[1], k=3, reads=reads)
+        by_hand = _spliced_by_hand(model, tokens, 1, lambda x, out: predict(x, out).reshape(out.shape))
+        assert torch.allclose(spliced, by_hand, atol=1e-5), reads
+
+
+def test_per_layer_and_diagonal_cross_layer_splice_identically():
+    model = _tiny_model()
+    tokens = torch.randint(20, (3, 8), generator=torch.Generator().manual_seed(1))
+    params = _params(d=16, lat=10)
+    assert torch.allclose(tc.spliced_logits(model, tokens, params, [0, 1], k=3),
+                          tc.spliced_logits(model, tokens, tc.as_cross_layer(params), [0, 1], k=3), atol=1e-5)
+
+
+def _identity_sae(d):
+    """x = ReLU(x) - ReLU(-x): with every latent active (k = 2d) this SAE reconstructs exactly."""
+    eye = torch.eye(d)
+    W = torch.cat([eye, -eye], dim=1)[None]
+    return {"W_enc": W, "b_enc": torch.zeros(1, 2 * d), "W_dec": W.clone(), "b_dec": torch.zeros(1, d)}
+
+
+def test_replacement_metrics_of_an_exact_replacement():
+    """Splicing in an exact reconstruction costs nothing: equal losses and accuracies, zero KL; the loss is
+    the cross-entropy of the kept predictions."""
+    model = _tiny_model()
+    tokens = torch.randint(20, (4, 8), generator=torch.Generator().manual_seed(2))
+    targets, mask = tc.next_token_targets(tokens)
+    params = {name: torch.cat([value, value]) for name, value in _identity_sae(16).items()}
+    metrics = tc.replacement_metrics(model, tokens, targets, mask, params, k=32, reads="mlp_out", batch_size=3)
+    assert abs(metrics["kl"]) < 1e-5
+    assert abs(metrics["loss"] - metrics["replacement_loss"]) < 1e-5
+    assert metrics["accuracy"] == metrics["replacement_accuracy"]
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model(tokens)[:, :-1].reshape(-1, 20), tokens[:, 1:].reshape(-1))
+    assert abs(metrics["loss"] - expected.item()) < 1e-5
+
+
+def test_answer_targets_keep_only_the_last_word():
+    from utils.data import facts
+
+    batch = facts.facts("person_country", "heldout")[torch.arange(5)]
+    targets, mask = tc.answer_targets(batch)
+    assert (mask.sum(-1) == 1).all() and (mask.float().argmax(-1) == batch.end).all()
+    assert (targets[mask] == batch.answer).all()

@@ -2,21 +2,26 @@
 
 Each recipe is a config plus a batch function; `train` is the one loop they
 share, and the notebooks call it too (1.2 retrains the induction model live).
+
+Chapter 8's transcoders (and the SAE they are compared with) are trained the same way, on the
+MLP activations of a shipped model: `TRANSCODER_RECIPES`, after the models under `--all`.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 from transformer_lens import TransformerBridge
 
+from utils import transcoders
 from utils.data import facts, induction, ioi, othello, text
-from utils.models import build_model, save_model
+from utils.models import build_model, load_model, save_model, save_transcoders
 
 
 def train(
@@ -246,20 +251,169 @@ def train_recipe(name: str, device: str = "cpu", progress: bool = True) -> Trans
     return model
 
 
+# -- Chapter 8's transcoders ---------------------------------------------------------------------------
+
+@dataclass
+class TranscoderRecipe:
+    """Transcoders for every MLP of a shipped model: "per_layer", "cross_layer", or "sae" (the comparison:
+    per-layer TopK SAEs on the MLP outputs, same k and width)."""
+
+    model: str
+    kind: str
+    k: int
+    d_latent: int
+    steps: int
+    lr: float
+    batch_size: int = 512
+    seed: int = 0
+
+    @property
+    def reads(self) -> transcoders.Reads:
+        return "mlp_out" if self.kind == "sae" else "mlp_in"
+
+
+# Windows of gpt2_tiny's training text for its transcoders (262,144 positions), and of its held-out text
+# (the first 512 consecutive windows of the test split) for their metrics.
+TEXT_TRAIN_WINDOWS, TEXT_TEST_WINDOWS = 2048, 512
+FACTS_SAMPLE = 4096
+
+
+def _facts_training_tokens() -> tuple[torch.Tensor, torch.Tensor]:
+    """Every prompt of the fact language (22,848), every non-padding position."""
+    tokens = facts.all_facts().tokens
+    return tokens, tokens != facts.FactTokenizer().pad_token_id
+
+
+def _text_training_tokens() -> tuple[torch.Tensor, torch.Tensor]:
+    data = torch.tensor(text.CharTokenizer().encode(text.corpus("train"), prepend_bos=False))
+    tokens = text.text_batch(data, TEXT_TRAIN_WINDOWS, GPT2_TINY["n_ctx"], generator=torch.Generator().manual_seed(0))
+    return tokens, torch.ones_like(tokens, dtype=torch.bool)
+
+
+def facts_sample() -> facts.Facts:
+    """A fixed random sample of every kind of fact, for the replacement metrics."""
+    every = facts.all_facts()
+    return every[torch.randperm(len(every), generator=torch.Generator().manual_seed(0))[:FACTS_SAMPLE]]
+
+
+def text_test_windows() -> torch.Tensor:
+    """The first `TEXT_TEST_WINDOWS` consecutive windows of the held-out text, each behind a BOS."""
+    ids = torch.tensor(text.CharTokenizer().encode(text.corpus("test"), prepend_bos=False))
+    width = GPT2_TINY["n_ctx"] - 1
+    windows = ids[:TEXT_TEST_WINDOWS * width].view(TEXT_TEST_WINDOWS, width)
+    return torch.cat([torch.zeros(TEXT_TEST_WINDOWS, 1, dtype=torch.long), windows], dim=1)
+
+
+def _facts_replacement(model, params, k, reads) -> dict:
+    return {name: transcoders.facts_replacement_metrics(model, batch, params, k, reads=reads)
+            for name, batch in (("heldout_two_hop", facts.facts("person_country", "heldout")),
+                                ("facts_sample", facts_sample()))}
+
+
+def _text_replacement(model, params, k, reads) -> dict:
+    tokens = text_test_windows()
+    return {"heldout_text": transcoders.replacement_metrics(model, tokens, *transcoders.next_token_targets(tokens),
+                                                             params, k, reads=reads)}
+
+
+# What each model's transcoders train on, and how their replacement is measured.
+TRANSCODER_DATA = {
+    "facts_4l": (_facts_training_tokens, _facts_replacement,
+                 "the MLP inputs and outputs at every non-padding position of every prompt of the fact language "
+                 "(utils.data.facts.all_facts(): 22,848 prompts, 241,664 positions); per-layer metrics on them, "
+                 f"replacement metrics on the held-out two-hop questions and on {FACTS_SAMPLE} random prompts"),
+    "gpt2_tiny": (_text_training_tokens, _text_replacement,
+                  f"the MLP inputs and outputs at every position of {TEXT_TRAIN_WINDOWS} random windows of the "
+                  "training text (utils.data.text.text_batch, seed 0); per-layer and replacement metrics on the "
+                  f"first {TEXT_TEST_WINDOWS} consecutive windows of the held-out text"),
+}
+
+
+@functools.cache
+def mlp_activations(model_name: str, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The transcoders' training data (see `TRANSCODER_DATA`) and the seconds it took to collect, once
+    per process for all the recipes of a model."""
+    start = time.perf_counter()
+    model = load_model(model_name, device)
+    tokens, mask = TRANSCODER_DATA[model_name][0]()
+    x_in, x_out = transcoders.collect_mlp_activations(model, tokens, mask, range(model.cfg.n_layers), batch_size=1024)
+    return x_in, x_out, time.perf_counter() - start
+
+
+def _rounded(metrics: dict) -> dict:
+    return {key: _rounded(value) if isinstance(value, dict) else
+            [round(v, 4) for v in value.tolist()] if isinstance(value, torch.Tensor) else round(value, 4)
+            for key, value in metrics.items()}
+
+
+def transcoder_metrics(recipe: TranscoderRecipe, model, params: dict[str, torch.Tensor]) -> dict:
+    """Per layer (L0, normalised MSE, dead fraction) on the training activations of facts_4l or the held-out
+    text of gpt2_tiny, and the replacement model's loss, accuracy and KL with every MLP replaced."""
+    if recipe.model == "gpt2_tiny":
+        tokens = text_test_windows()
+        x_in, x_out = transcoders.collect_mlp_activations(model, tokens, torch.ones_like(tokens, dtype=torch.bool),
+                                                          range(model.cfg.n_layers))
+    else:
+        x_in, x_out, _ = mlp_activations(recipe.model, str(next(model.parameters()).device))
+    cpu = {key: value.cpu() for key, value in params.items()}
+    per_layer = transcoders.evaluate(cpu, x_out if recipe.kind == "sae" else x_in, x_out, recipe.k)
+    replacement = TRANSCODER_DATA[recipe.model][1](model, params, recipe.k, recipe.reads)
+    return _rounded({"per_layer": per_layer, "replacement": replacement})
+
+
+TRANSCODER_RECIPES = {
+    "facts_4l_transcoders": TranscoderRecipe("facts_4l", "per_layer", k=16, d_latent=512, steps=4000, lr=3e-3),
+    "facts_4l_clt": TranscoderRecipe("facts_4l", "cross_layer", k=16, d_latent=512, steps=4000, lr=3e-3),
+    "facts_4l_sae": TranscoderRecipe("facts_4l", "sae", k=16, d_latent=512, steps=4000, lr=3e-3),
+    "gpt2_tiny_transcoders": TranscoderRecipe("gpt2_tiny", "per_layer", k=16, d_latent=1024, steps=4000, lr=3e-3),
+}
+
+
+def train_transcoder_recipe(name: str, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Train, measure and save one set of transcoders; the manifest records the recipe, the times and the
+    metrics (`transcoder_metrics`)."""
+    recipe = TRANSCODER_RECIPES[name]
+    x_in, x_out, collect_seconds = mlp_activations(recipe.model, device)
+    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(recipe.seed)
+    cross_layer = recipe.kind == "cross_layer"
+    init = transcoders.init_cross_layer if cross_layer else transcoders.init_transcoders
+    fit = transcoders.train_cross_layer if cross_layer else transcoders.train_transcoders
+    params = {key: value.to(device).detach().requires_grad_(True) for key, value in
+              init(x_in.shape[1], x_in.shape[2], recipe.d_latent, generator, mean_out=x_out.mean(dim=0)).items()}
+    run = fit(params, x_out if recipe.kind == "sae" else x_in, x_out, recipe.k, steps=recipe.steps,
+              batch_size=recipe.batch_size, lr=recipe.lr, generator=generator, desc=name)
+    model = load_model(recipe.model, device)
+    info = {"model": recipe.model, "config": {**asdict(recipe), "reads": recipe.reads}, "steps": recipe.steps,
+            "lr": recipe.lr, "final_loss": round(sum(run["history"][-5:]) / len(run["history"][-5:]), 4),
+            "train_seconds": round(run["seconds"]), "torch": torch.__version__,
+            "data": TRANSCODER_DATA[recipe.model][2], **transcoder_metrics(recipe, model, params)}
+    info["wall_seconds"] = round(collect_seconds + time.perf_counter() - start)  # as if trained alone
+    path = save_transcoders(name, params, info)
+    print(f"{name}: {info['wall_seconds']} s, saved {path}")
+    return params
+
+
 def main(argv: list[str] | None = None) -> None:
+    everything = {**RECIPES, **TRANSCODER_RECIPES}
     parser = argparse.ArgumentParser(prog="python -m utils.models.train", description=__doc__)
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of: {', '.join(RECIPES)}")
-    parser.add_argument("--all", action="store_true", help="retrain every model")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of: {', '.join(everything)}")
+    parser.add_argument("--all", action="store_true", help="retrain every model, then every set of transcoders")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    names = list(RECIPES) if args.all else args.names
+    names = list(everything) if args.all else args.names
     if not names:
         parser.error("name a model or pass --all")
-    unknown = [n for n in names if n not in RECIPES]
+    unknown = [n for n in names if n not in everything]
     if unknown:
-        parser.error(f"unknown model {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
-    for name in names:
-        train_recipe(name, args.device)
+        parser.error(f"unknown model {', '.join(unknown)}; choose from {', '.join(everything)}")
+    start = time.perf_counter()
+    for name in sorted(names, key=lambda n: n in TRANSCODER_RECIPES):
+        if name in RECIPES:
+            train_recipe(name, args.device)
+        else:
+            train_transcoder_recipe(name, args.device)
+    print(f"trained {len(names)} in {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":
