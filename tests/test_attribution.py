@@ -7,7 +7,8 @@ import torch
 
 from utils import attribution as at
 from utils.models import build_model
-from utils.transcoders import init_transcoders
+from utils.transcoders import as_cross_layer, init_transcoders
+from utils.transcoders import encode as tc_encode
 
 N_LAYERS, D_MODEL, D_LATENT, K = 2, 16, 24, 4
 
@@ -26,7 +27,7 @@ def params(request):
     p = init_transcoders(N_LAYERS, D_MODEL, D_LATENT, g)
     p["b_enc"] = p["b_enc"] + 0.5  # a few more latents clear the ReLU
     if request.param == "cross_layer":
-        p = at.cross_layer(p)
+        p = as_cross_layer(p)
         p["W_dec"][0, 1] = 0.3 * torch.randn(D_MODEL, D_LATENT, generator=g)
     return p
 
@@ -126,7 +127,7 @@ def test_predicted_effect_matches_the_linearised_replacement_model(rm, graph):
 def test_edit_hooks_ablating_every_feature_of_a_layer_leaves_bias_and_error(model, params, rm):
     """Removing all of layer 0's active features from the real model's MLP output leaves exactly b_dec
     plus the error there (per-layer transcoders: nothing else writes to layer 0)."""
-    params = at.cross_layer(params)
+    params = as_cross_layer(params)
     edits = [(p, 0, j, -float(rm.acts[p, 0, j])) for p, j in (rm.acts[:, 0] > 0).nonzero().tolist()]
     _, cache = model.run_with_cache(rm.tokens[None], names_filter="blocks.0.hook_mlp_out")
     with model.hooks(fwd_hooks=at.edit_hooks(params, edits)):
@@ -152,7 +153,7 @@ def test_top_examples_are_the_largest_activations(model, params):
     values, where = at.top_examples(model, params, K, tokens, mask, n_top=5, batch_size=4)
     from utils.transcoders import collect_mlp_activations
     x_in, _ = collect_mlp_activations(model, tokens, mask, range(N_LAYERS))
-    acts = at.encode(x_in, at.cross_layer(params), K)                      # [n, layer, lat]
+    acts = tc_encode(x_in, as_cross_layer(params), K)                      # [n, layer, lat]
     expected = acts.permute(1, 2, 0).topk(5, dim=-1).values
     assert torch.allclose(values, expected.detach(), atol=1e-5)
     flat = mask.nonzero()

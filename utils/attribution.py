@@ -19,8 +19,8 @@ the logits through the paper's (I - A)^-1 construction.
 
 Node order everywhere: embeddings (by position), features (by layer, position, latent), error
 nodes (by layer, position), logits (most likely first). Transcoders of either kind are handled
-in the cross-layer layout (`W_dec [source_layer, target_layer, d_model, latent]`); per-layer ones
-are its diagonal.
+in the cross-layer layout (`utils.transcoders.as_cross_layer`: `W_dec [source_layer, target_layer,
+d_model, latent]`); per-layer ones are its diagonal.
 """
 
 from __future__ import annotations
@@ -34,32 +34,9 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from utils.circuits import EdgeModel
+from utils.transcoders import as_cross_layer, collect_mlp_activations, decode, encode
 
 KINDS = ("embed", "feature", "error", "logit")
-
-
-def cross_layer(params: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Transcoder parameters in the cross-layer layout; per-layer ones (W_dec [layer, d, lat]) become
-    a diagonal W_dec [source, target, d, lat]: a per-layer transcoder writes only to its own layer."""
-    if params["W_dec"].ndim == 4:
-        return params
-    n_layers, d_model, d_latent = params["W_dec"].shape
-    W_dec = params["W_dec"].new_zeros(n_layers, n_layers, d_model, d_latent)
-    for layer in range(n_layers):
-        W_dec[layer, layer] = params["W_dec"][layer]
-    return {**params, "W_dec": W_dec}
-
-
-def encode(x_in: Float[Tensor, "... layer d_model"], params: dict[str, Tensor], k: int) -> Float[Tensor, "... layer lat"]:
-    """TopK transcoder activations (the k largest pre-activations per layer, after a ReLU)."""
-    pre = einops.einsum(x_in, params["W_enc"], "... layer d, layer d lat -> ... layer lat") + params["b_enc"]
-    values, indices = pre.topk(k, dim=-1)
-    return torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
-
-
-def decode(acts: Float[Tensor, "... layer lat"], params: dict[str, Tensor]) -> Float[Tensor, "... layer d_model"]:
-    """What the transcoders write into each layer's MLP output: every source layer at or before it."""
-    return einops.einsum(acts, params["W_dec"], "... src lat, src tgt d lat -> ... tgt d") + params["b_dec"]
 
 
 def _frozen_ln(x: Tensor, scale: Tensor, w: Tensor, b: Tensor) -> Tensor:
@@ -114,7 +91,7 @@ class ReplacementModel:
     def from_prompt(cls, model, params: dict[str, Tensor], k: int, tokens: Int[Tensor, " pos"],
                     em: EdgeModel | None = None) -> "ReplacementModel":
         """Run the real model once and freeze what the replacement model needs from it."""
-        params = cross_layer(params)
+        params = as_cross_layer(params)
         n_layers = model.cfg.n_layers
         device = next(model.parameters()).device
         logits, cache = model.run_with_cache(tokens[None].to(device))
@@ -386,7 +363,7 @@ def edit_hooks(params: dict[str, Tensor], edits: list[tuple[int, int, int, float
     layer, latent, delta) adds delta times the latent's decoder to every MLP output it writes to (its
     own layer's; every later one's too for a cross-layer transcoder). delta = -activation ablates the
     feature; everything downstream (attention, LayerNorm, the real MLPs) then recomputes."""
-    params = cross_layer(params)
+    params = as_cross_layer(params)
     per_layer: dict[int, list[tuple[int, Tensor]]] = {}
     for pos, layer, latent, delta in edits:
         for target in range(layer, params["W_dec"].shape[1]):
@@ -426,9 +403,7 @@ def top_examples(model, params: dict[str, Tensor], k: int, tokens: Int[Tensor, "
                  n_top: int = 20, batch_size: int = 512) -> tuple[Float[Tensor, "layer lat top"], Int[Tensor, "layer lat top 2"]]:
     """Each transcoder latent's `n_top` largest activations over the (prompt, position) pairs that
     `mask` keeps, with where they happen ([..., 0] the prompt, [..., 1] the position)."""
-    from utils.transcoders import collect_mlp_activations
-
-    params = cross_layer(params)
+    params = as_cross_layer(params)
     n_layers = params["W_enc"].shape[0]
     best_values, best_where = None, None
     for start in range(0, len(tokens), batch_size):
@@ -491,7 +466,7 @@ def feature_card(model, params: dict[str, Tensor], layer: int, latent: int, toke
     (its own layer's decoder; the direct path only)."""
     from utils.sae import highlight_html
 
-    params = cross_layer(params)
+    params = as_cross_layer(params)
     direction = params["W_dec"][layer, layer, :, latent]
     promoted = (direction @ model.W_U.detach()).topk(n_logits)
     words = ", ".join(f"{html.escape(tokenizer.decode([int(t)]))} ({v:+.1f})"
