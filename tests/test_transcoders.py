@@ -1,5 +1,6 @@
 """utils.transcoders on small tensors: TopK sparsity, the metrics' fixed points, training that recovers a
-planted sparse map, and MLP replacement hooks."""
+planted sparse map (per layer, and across layers for the cross-layer transcoder, whose decoder stays causal
+and unit-norm), splicing each kind of transcoder (and an SAE) into a model, and the replacement metrics."""
 
 import torch
 
@@ -125,7 +126,8 @@ def _planted_cross_layer(n=4096, n_layers=3, n_feat=6, d=10, seed=0):
     that layer and of every earlier one, so no input alone predicts a later output."""
     g = torch.Generator().manual_seed(seed)
     codes = torch.zeros(n, n_layers, n_feat)
-    codes.scatter_(-1, torch.randint(n_feat, (n, n_layers, 1), generator=g), torch.rand(n, n_layers, 1, generator=g) + 0.5)
+    which, size = torch.randint(n_feat, (n, n_layers, 1), generator=g), torch.rand(n, n_layers, 1, generator=g) + 0.5
+    codes.scatter_(-1, which, size)
     x_in = torch.einsum("nlf,lfd->nld", codes, torch.randn(n_layers, n_feat, d, generator=g))
     writes = torch.randn(n_layers, n_layers, n_feat, d, generator=g) * tc.causal_mask(n_layers)[:, :, None, None]
     x_out = torch.einsum("nsf,stfd->ntd", codes, writes)
@@ -154,35 +156,28 @@ def test_cross_layer_training_fits_what_per_layer_cannot_and_stays_causal_and_un
 
 # -- splicing and its metrics ----------------------------------------------------------------------------
 
-def _spliced_by_hand(model, tokens, layer, predict):
-    """The model with one MLP's output overwritten by `predict` of the real activations (in, out) there."""
-    name_in, name_out = tc.mlp_hooks(layer)
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in (name_in, name_out))
-    written = predict(cache[name_in], cache[name_out])
-    return model.run_with_hooks(tokens, fwd_hooks=[(name_out, lambda x, hook: written)])
-
-
 def test_splicing_the_last_layer_writes_each_kind_of_transcoders_prediction():
-    """Per-layer, cross-layer and SAE: with only the last MLP replaced, its inputs are the real ones, so the
-    spliced logits are the model's with that layer's prediction written in."""
+    """Per-layer, cross-layer and SAE: with only the last MLP replaced, every MLP input is the real one, so the
+    spliced logits are the model's with the prediction from the real activations written into that MLP."""
     model = _tiny_model()
     tokens = torch.randint(20, (3, 8), generator=torch.Generator().manual_seed(1))
-    flat = lambda x: x.reshape(-1, 1, x.shape[-1])
-    per_layer, clt, sae = _params(d=16, lat=10, seed=1), _cross_layer(2, 16, 10, seed=2), _params(d=16, lat=10, seed=3)
-    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == tc.mlp_hooks(0)[0])
-    first_in = flat(cache[tc.mlp_hooks(0)[0]])
-    cases = [
-        (per_layer, "mlp_in", lambda x, out: tc.decode(tc.encode(flat(x), {n: v[1:] for n, v in per_layer.items()}, 3),
-                                                       {n: v[1:] for n, v in per_layer.items()})),
-        (clt, "mlp_in", lambda x, out: tc.decode_cross_layer(tc.encode(torch.cat([first_in, flat(x)], 1), clt, 3), clt)[:, 1:]),
-        (sae, "mlp_out", lambda x, out: tc.decode(tc.encode(flat(out), {n: v[1:] for n, v in sae.items()}, 3),
-                                                  {n: v[1:] for n, v in sae.items()})),
-    ]
-    for params, reads, predict in cases:
-        spliced = tc.spliced_logits(model, tokens, {n: v[1:] for n, v in params.items()} if params["W_dec"].ndim == 3
-                                    else params, layers=[1], k=3, reads=reads)
-        by_hand = _spliced_by_hand(model, tokens, 1, lambda x, out: predict(x, out).reshape(out.shape))
-        assert torch.allclose(spliced, by_hand, atol=1e-5), reads
+    names = [*tc.mlp_hooks(0), *tc.mlp_hooks(1)]
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    real_in, real_out = (torch.stack([cache[tc.mlp_hooks(layer)[i]].reshape(-1, 16) for layer in (0, 1)], dim=1)
+                         for i in (0, 1))
+    last = lambda params: {name: value[1:] for name, value in params.items()}
+    per_layer, sae = last(_params(d=16, lat=10, seed=1)), last(_params(d=16, lat=10, seed=3))
+    clt = _cross_layer(2, 16, 10, seed=2)
+    cases = {
+        "per-layer": (per_layer, "mlp_in", tc.decode(tc.encode(real_in[:, 1:], per_layer, 3), per_layer)),
+        "cross-layer": (clt, "mlp_in", tc.decode_cross_layer(tc.encode(real_in, clt, 3), clt)[:, 1:]),
+        "sae": (sae, "mlp_out", tc.decode(tc.encode(real_out[:, 1:], sae, 3), sae)),
+    }
+    for kind, (params, reads, predicted) in cases.items():
+        spliced = tc.spliced_logits(model, tokens, params, layers=[1], k=3, reads=reads)
+        written = predicted.reshape(3, 8, 16)
+        by_hand = model.run_with_hooks(tokens, fwd_hooks=[(tc.mlp_hooks(1)[1], lambda x, hook: written)])
+        assert torch.allclose(spliced, by_hand, atol=1e-5), kind
 
 
 def test_per_layer_and_diagonal_cross_layer_splice_identically():

@@ -32,7 +32,7 @@ output to reconstruct it (`train_transcoders(params, x_out, x_out, k)`), spliced
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import einops
@@ -127,11 +127,16 @@ def encode(
     return top_k(pre_activations(x_in, params), k)
 
 
-def pre_activations(x_in: Float[Tensor, "batch layer d_model"], params: dict[str, Tensor]) -> Float[Tensor, "batch layer lat"]:
+def pre_activations(
+    x_in: Float[Tensor, "batch layer d_model"],
+    params: dict[str, Tensor],
+) -> Float[Tensor, "batch layer lat"]:
+    """What each latent's TopK competes with: its encoder's reading of the input."""
     return einops.einsum(x_in, params["W_enc"], "batch layer d, layer d lat -> batch layer lat") + params["b_enc"]
 
 
 def top_k(pre: Float[Tensor, "batch layer lat"], k: int) -> Float[Tensor, "batch layer lat"]:
+    """The k largest pre-activations of each input, after a ReLU; every other latent at zero."""
     values, indices = pre.topk(k, dim=-1)
     return torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
 
@@ -316,7 +321,9 @@ def kl_divergence(
 
 # -- what the replacement costs ------------------------------------------------------------------------
 
-def next_token_targets(tokens: Int[Tensor, "batch pos"]) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
+def next_token_targets(
+    tokens: Int[Tensor, "batch pos"],
+) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
     """For a language model: every position predicts the token after it (the last one predicts nothing)."""
     targets = torch.zeros_like(tokens)
     targets[:, :-1] = tokens[:, 1:]
@@ -325,7 +332,9 @@ def next_token_targets(tokens: Int[Tensor, "batch pos"]) -> tuple[Int[Tensor, "b
     return targets, mask
 
 
-def answer_targets(batch: facts_data.Facts) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
+def answer_targets(
+    batch: facts_data.Facts,
+) -> tuple[Int[Tensor, "batch pos"], Bool[Tensor, "batch pos"]]:
     """For the fact model: only the last word's prediction counts, and its target is the answer."""
     rows = torch.arange(len(batch))
     targets = torch.zeros_like(batch.tokens)
