@@ -12,7 +12,7 @@ import utils.models as models
 from utils import transcoders as tc
 from utils.data import facts
 from utils.models import CHECKPOINTS, load_model, load_transcoders, manifest, transcoders_available
-from utils.models.train import TRANSCODER_RECIPES, text_test_windows
+from utils.models.train import TRANSCODER_RECIPES, text_test_windows, transcoder_config
 
 SHIPPED = sorted(TRANSCODER_RECIPES)
 FACTS = [name for name in SHIPPED if TRANSCODER_RECIPES[name].model == "facts_4l"]
@@ -38,11 +38,11 @@ def test_shipped_file_is_small_safetensors_with_the_recipes_shapes(shipped, name
     recipe = TRANSCODER_RECIPES[name]
     assert (CHECKPOINTS / info["file"]).suffix == ".safetensors"
     assert (CHECKPOINTS / info["file"]).stat().st_size < 5_000_000
-    assert info["config"]["k"] == recipe.k and info["config"]["reads"] == recipe.reads
+    assert info["config"] == transcoder_config(recipe), "the recipe changed since the file was trained: retrain it"
     n_layers, d_model = models.manifest()[recipe.model]["config"]["n_layers"], 128
     assert params["W_enc"].shape == (n_layers, d_model, recipe.d_latent)
     assert params["b_dec"].shape == (n_layers, d_model)
-    expected = (n_layers, n_layers, d_model, recipe.d_latent) if recipe.kind == "cross_layer" else \
+    expected = (n_layers, n_layers, d_model, recipe.d_latent) if recipe.architecture == "cross_layer" else \
         (n_layers, d_model, recipe.d_latent)
     assert params["W_dec"].shape == expected
 
