@@ -400,16 +400,19 @@ def predicted_effect(graph: AttributionGraph, sources: Int[Tensor, " n"],
 
 @torch.no_grad()
 def top_examples(model, params: dict[str, Tensor], k: int, tokens: Int[Tensor, "n pos"], mask: Bool[Tensor, "n pos"],
-                 n_top: int = 20, batch_size: int = 512) -> tuple[Float[Tensor, "layer lat top"], Int[Tensor, "layer lat top 2"]]:
+                 n_top: int = 20, batch_size: int = 512, reads: str = "mlp_in"
+                 ) -> tuple[Float[Tensor, "layer lat top"], Int[Tensor, "layer lat top 2"]]:
     """Each transcoder latent's `n_top` largest activations over the (prompt, position) pairs that
-    `mask` keeps, with where they happen ([..., 0] the prompt, [..., 1] the position)."""
+    `mask` keeps, with where they happen ([..., 0] the prompt, [..., 1] the position). An SAE on the
+    MLP outputs reads them instead (`reads="mlp_out"`)."""
     params = as_cross_layer(params)
     n_layers = params["W_enc"].shape[0]
     best_values, best_where = None, None
     for start in range(0, len(tokens), batch_size):
         keep = mask[start:start + batch_size]
-        x_in, _ = collect_mlp_activations(model, tokens[start:start + batch_size], keep, range(n_layers),
-                                          batch_size=batch_size)
+        x_in, x_out = collect_mlp_activations(model, tokens[start:start + batch_size], keep, range(n_layers),
+                                              batch_size=batch_size)
+        x_in = x_out if reads == "mlp_out" else x_in
         acts = einops.rearrange(encode(x_in.to(params["W_enc"].device), params, k).cpu(), "n layer lat -> layer lat n")
         where = keep.nonzero()
         where[:, 0] += start
