@@ -105,3 +105,13 @@ def test_the_blocks_nest_and_each_puts_back_what_it_found():
         generator = torch.Generator(device=dev).manual_seed(0)  # still the stand-in's after the inner block
         assert torch.randn(2, device=dev, generator=generator).device == dev
     assert torch.Generator is torch._C.Generator
+
+
+def test_a_vector_times_a_matrix_keeps_matmuls_shape():
+    """matmul with a vector squeezes in place inside PyTorch, which a wrapper tensor cannot follow."""
+    with second_device():
+        v = torch.randn(4, device="meta", requires_grad=True)
+        m = torch.randn(2, 4, 3, device="meta", requires_grad=True)
+        assert (v @ m).shape == (2, 3) and (m.transpose(1, 2) @ v).shape == (2, 3) and (v @ v).shape == ()
+        (v @ m).sum().backward()
+        assert v.grad.shape == (4,) and m.grad.shape == (2, 4, 3)

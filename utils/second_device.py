@@ -185,6 +185,7 @@ class _BuildOnDevice(TorchFunctionMode):
 
     BUILDERS = {torch.tensor, torch.as_tensor, torch.asarray, torch.Tensor.new_tensor}
     INDEXING = {torch.Tensor.__getitem__, torch.Tensor.__setitem__}
+    MATMUL = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -195,6 +196,13 @@ class _BuildOnDevice(TorchFunctionMode):
             return _relocate(func(*args, **{**kwargs, "device": CPU}))
         if func in self.INDEXING and isinstance(args[0], Relocated):  # x[[1, 2]]: the list becomes CPU indices
             args = (args[0], _lists_as_indices(args[1]), *args[2:])
+        if func in self.MATMUL and len(args) == 2 and not kwargs and any(isinstance(a, Relocated) for a in args):
+            # matmul with a vector runs an in-place squeeze_, which cannot reshape a wrapper: squeeze out of place
+            a, b = args
+            if a.dim() == 1 and b.dim() >= 2:
+                return torch.matmul(a.unsqueeze(0), b).squeeze(-2)
+            if b.dim() == 1 and a.dim() >= 2:
+                return torch.matmul(a, b.unsqueeze(-1)).squeeze(-1)
         return func(*args, **kwargs)
 
 
