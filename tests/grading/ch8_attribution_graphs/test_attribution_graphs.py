@@ -493,6 +493,11 @@ def _adj_signed(adjacency):
     return adjacency / adjacency.abs().sum(dim=1, keepdim=True).clamp(min=1e-12)
 
 
+def _adj_signed_where(adjacency):
+    row_sum = adjacency.sum(dim=1, keepdim=True)
+    return adjacency / torch.where(row_sum == 0, 1, row_sum)
+
+
 def _adj_columns(adjacency):
     magnitude = adjacency.abs()
     return magnitude / magnitude.sum(dim=0, keepdim=True).clamp(min=1e-30)
@@ -749,6 +754,18 @@ def _ml_known_only(values, truth, min_share):
     return out
 
 
+def _ml_mode(values, truth, min_share):
+    out = torch.full((truth.shape[0],), -1, dtype=torch.long, device=truth.device)
+    for f in range(truth.shape[0]):
+        active = truth[f][values[f] > 0]
+        if len(active) == 0:
+            continue
+        mode = active.mode().values
+        if mode >= 0 and (active == mode).float().mean() >= min_share:
+            out[f] = mode
+    return out
+
+
 def _ml_strict(values, truth, min_share):
     active = values > 0
     counts = torch.stack([((truth == v) & active).sum(-1) for v in range(int(truth.max()) + 1)], dim=-1)
@@ -790,6 +807,23 @@ def _sn_mean(adjacency, groups, n_groups):
     for t in range(n_groups):
         for s in range(n_groups):
             out[t, s] = adjacency[groups == t][:, groups == s].mean()
+    return out
+
+
+def _sn_mean_scaled(adjacency, groups, n_groups):
+    inside = groups >= 0
+    member = F.one_hot(groups[inside], n_groups).to(adjacency.dtype)
+    member = member / member.sum(0).clamp(min=1)
+    return member.T @ adjacency[inside][:, inside] @ member
+
+
+def _sn_mean_guarded(adjacency, groups, n_groups):
+    out = torch.zeros(n_groups, n_groups, dtype=adjacency.dtype, device=adjacency.device)
+    for t in range(n_groups):
+        for s in range(n_groups):
+            block = adjacency[groups == t][:, groups == s]
+            if block.numel():
+                out[t, s] = block.mean()
     return out
 
 
@@ -970,6 +1004,7 @@ VARIANTS = {
         Right("F.normalize(p=1)", _adj_normalize),
         Right("torch.where on the row sums", _adj_where),
         Wrong("signed A over |A|'s sum", _adj_signed, mistake="signs kept"),
+        Wrong("signed A over its sum, zero sums replaced by 1", _adj_signed_where, mistake="signs kept"),
         Wrong("columns", _adj_columns, mistake="columns normalised"),
         Wrong("no guard for empty rows", _adj_nan, mistake="0/0 for nodes with no inputs"),
         Wrong("the row's maximum", _adj_max, mistake="divided by the row's maximum"),
@@ -1018,6 +1053,7 @@ VARIANTS = {
         Wrong("share of the top examples", _ml_share_of_top, mistake="share of every top example"),
         Wrong("share of the known examples", _ml_known_only, mistake="unknown examples left out of the share"),
         Wrong("best > share", _ml_strict, mistake="share compared strictly"),
+        Wrong("torch.mode of the active examples", _ml_mode, mistake="the mode, unknowns included"),
         Wrong("no check for active examples", _ml_no_active_check, mistake="a feature with no active example named"),
     ],
     "ch8.supernode_adjacency": [
@@ -1025,6 +1061,8 @@ VARIANTS = {
         Right("one_hot of groups + 1", _sn_one_hot),
         Right("index_add", _sn_index_add),
         Wrong("mean per block", _sn_mean, mistake="mean, not sum"),
+        Wrong("memberships divided by group sizes", _sn_mean_scaled, mistake="mean, not sum"),
+        Wrong("mean per non-empty block", _sn_mean_guarded, mistake="mean, not sum"),
         Wrong("[source, target]", _sn_transposed, mistake="transposed"),
         Wrong("member[arange, groups]", _sn_wrap, mistake="ungrouped nodes in the last group"),
         Wrong("no self-edges", _sn_no_diagonal, mistake="edges within a group dropped"),

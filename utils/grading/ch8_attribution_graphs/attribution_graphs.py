@@ -642,6 +642,8 @@ def _normalised(A, *, absolute=True, signed_sum=False, axis=1, by="sum", guard=T
         total = A.abs().sum()
     else:
         total = (A if signed_sum else A.abs()).sum(dim=axis, keepdim=True)
+    if guard == "where":  # zero sums (only): torch.where(total == 0, 1, total), or where(total != 0, A / total, 0)
+        return magnitude / torch.where(total == 0, torch.ones_like(total), total)
     return magnitude / total.clamp(min=1e-30) if guard else magnitude / total
 
 
@@ -659,6 +661,9 @@ def test_normalised_adjacency(check):
                 "input as a positive one.", norm(absolute=False)),
         Mistake("signs kept", "Normalise |A| by the sum of |A|: signed weights cancel in the sum.",
                 norm(absolute=False, signed_sum=True)),
+        Mistake("signs kept", "Normalise |A| by the sum of |A|: signed weights cancel in the sum (A / A.sum(row) "
+                "can even flip a row's signs or blow up where the sum is near 0).",
+                norm(absolute=False, signed_sum=True, guard="where")),
         Mistake("columns normalised", "Row t is target t's incoming edges: normalise each *row* (sum over dim=1), "
                 "not each column.", norm(axis=0)),
         Mistake("0/0 for nodes with no inputs", "A row of zeros has sum 0: dividing gives NaN. Keep it 0, e.g. "
@@ -914,8 +919,16 @@ def test_completeness_score(check):
 
 
 def _label(values, truth, min_share, *, all_count=False, denominator="active", strict=False, need_active=True,
-           ignore_share=False):
+           ignore_share=False, mode=False):
     active = torch.ones_like(values, dtype=torch.bool) if all_count else values > 0
+    if mode:  # torch.mode over the active truths, -1 included: an unknown mode gives -1
+        counts = torch.zeros(truth.shape[0], int(truth.max().clamp(min=0)) + 2, dtype=torch.long,
+                             device=truth.device)
+        counts.scatter_add_(1, truth + 1, active.long())
+        best, label = counts.max(dim=-1)
+        n = active.sum(-1)
+        agree = (label > 0) & (best >= min_share * n) & (n > 0)
+        return torch.where(agree, label - 1, torch.full_like(label, -1))
     known = active & (truth >= 0)
     n_values = int(truth.max().clamp(min=0)) + 1
     counts = torch.zeros(truth.shape[0], n_values, dtype=torch.long, device=truth.device)
@@ -958,6 +971,10 @@ def test_majority_label(check):
                 "require n_active > 0 (otherwise 0 >= min_share * 0 holds).", label(need_active=False)),
         Mistake("min_share ignored", "Name the feature only when its most common value reaches min_share of the "
                 "active examples; otherwise -1.", label(ignore_share=True)),
+        Mistake("the mode, unknowns included", "Unknown examples (-1) do not vote: the most common *known* value "
+                "names the feature if it reaches min_share of the active examples, even when more examples are "
+                "unknown (torch.mode over all active examples can return -1). Count the values >= 0 only.",
+                label(mode=True)),
     ]
     on, off = 1.0, 0.0
     values = _tensor([[on, on, on, on, on], [on, on, on, off, off], [off, off, off, off, off],
@@ -971,6 +988,12 @@ def test_majority_label(check):
     truth[:4, :6] = 2  # agree where active
     check.case("12 random features, min_share 0.7", values, truth, 0.7, mistakes=mistakes)
     check.case("nothing known", values, torch.full_like(truth, -1), 0.7, mistakes=mistakes)
+    values = _tensor([[on] * 9 + [off], [on] * 10, [on] * 10, [on] * 8 + [off] * 2], check)
+    values = values * (check.randn(4, 10).abs() + 0.1)
+    truth = _tensor([[-1] * 5 + [3] * 4 + [2], [1] * 5 + [0] * 4 + [-1], [-1] * 6 + [1] * 2 + [2] * 2,
+                     [0] * 2 + [-1] * 2 + [4] * 4 + [1] * 2], check)
+    check.case("min_share 0.35: unknown examples the most common, two values that qualify", values, truth, 0.35,
+               mistakes=mistakes)
 
 
 def _supernodes(adjacency, groups, n_groups, *, reduce="sum", transposed=False, wrap=False, no_within=False,
@@ -980,9 +1003,10 @@ def _supernodes(adjacency, groups, n_groups, *, reduce="sum", transposed=False, 
     inside = torch.ones_like(groups, dtype=torch.bool) if wrap else groups >= 0
     member[inside.nonzero()[:, 0], groups[inside]] = 1
     out = member.T @ A @ member
-    if reduce == "mean":
+    if reduce in ("mean", "guarded mean"):  # guarded: an empty block gives 0 (sizes clamped, nan_to_num, a skip)
         sizes = member.sum(0)
-        out = out / (sizes[:, None] * sizes[None, :])
+        pairs = sizes[:, None] * sizes[None, :]
+        out = out / (pairs.clamp(min=1) if reduce == "guarded mean" else pairs)
     if no_within:
         out = out * (1 - torch.eye(n_groups, dtype=A.dtype, device=A.device))
     return out.T if transposed else out
@@ -1003,6 +1027,8 @@ def test_supernode_adjacency(check):
     mistakes = [
         Mistake("mean, not sum", "A supernode's edge is the *sum* of its members' edges (their effects add up), "
                 "not their mean.", super_(reduce="mean")),
+        Mistake("mean, not sum", "A supernode's edge is the *sum* of its members' edges (their effects add up), "
+                "not their mean: don't divide by the groups' sizes.", super_(reduce="guarded mean")),
         Mistake("transposed", "Keep the [target, source] layout: entry [t, s] sums the edges *into* group t *from* "
                 "group s (M.T @ A @ M, not M.T @ A.T @ M).", super_(transposed=True)),
         Mistake("ungrouped nodes in the last group", "Group -1 means 'no group': as an index, -1 is the last group. "
