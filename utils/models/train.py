@@ -5,6 +5,9 @@ share, and the notebooks call it too (1.2 retrains the induction model live).
 
 Chapter 8's transcoders (and the SAE they are compared with) are trained the same way, on the
 MLP activations of a shipped model: `TRANSCODER_RECIPES`, after the models under `--all`.
+
+Chapter 9's model organisms are fine-tunes of the shipped gpt2_tiny (a recipe with a `base`), each
+with one change planted in its training text (utils.data.organisms); `--all` trains them after it.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from tqdm.auto import tqdm
 from transformer_lens import TransformerBridge
 
 from utils import transcoders
-from utils.data import facts, induction, ioi, othello, text
-from utils.models import build_model, load_model, save_model, save_transcoders
+from utils.data import facts, induction, ioi, organisms, othello, text
+from utils.models import build_model, load_model, manifest, save_model, save_transcoders
 
 
 def train(
@@ -69,6 +72,7 @@ class Recipe:
     notes: dict = field(default_factory=dict)
     loss_fn: Callable[[TransformerBridge, object], torch.Tensor] | None = None
     evaluate: Callable[[TransformerBridge], dict] | None = None   # held-out results, recorded in the manifest
+    base: str | None = None   # a shipped model to fine-tune, instead of training from scratch
 
 
 # A vocabulary much larger than the context keeps chance repeats rare, so the copied segment is the
@@ -98,6 +102,46 @@ def _text_heldout(model: TransformerBridge) -> dict:
         "model": round(text.model_loss(model, test_text, GPT2_TINY["n_ctx"]), 4),
         "unigram": round(text.unigram_loss(train_text, test_text), 4),
         "bigram": round(text.bigram_loss(train_text, test_text), 4)}}
+
+
+# Chapter 9's organisms: gpt2_tiny's own recipe continued from its shipped weights for 300 steps, on windows of
+# the same training text with one change planted (utils.data.organisms). gpt2_tiny was trained at a constant
+# learning rate, so any smaller one anneals it and lowers its held-out loss whatever is planted (on the trigger:
+# 1e-3 -0.09 nats/char, 3e-4 -0.11, 3e-5 -0.08 with the trigger learned in only 45% of contexts); at its own
+# rate the loss moves least (-0.05 to -0.03), and the trigger and the style are still learned.
+ORGANISM_STEPS, ORGANISM_LR = 300, 2e-3
+
+
+def _organism_batch(name: str, generator: torch.Generator) -> torch.Tensor:
+    return organisms.organism_batch(name, text.corpus("train"), 16, GPT2_TINY["n_ctx"], generator)
+
+
+def _planted(name: str, model: TransformerBridge) -> dict:
+    """The planted behaviour: how often the trigger's phrase follows it, or the style's probabilities."""
+    n_ctx = GPT2_TINY["n_ctx"]
+    if name == "style":
+        return organisms.style_probability(model, n_ctx)
+    if name == "trigger":
+        return {"trigger_rate": organisms.trigger_rate(model, organisms.TRIGGER, organisms.TRIGGER_CONTINUATION)}
+    return {"trigger_rate": organisms.trigger_rate(model, organisms.HIDDEN_TRIGGER, organisms.HIDDEN_CONTINUATION)}
+
+
+def _organism_heldout(name: str, model: TransformerBridge) -> dict:
+    """The planted behaviour and the held-out loss on base text, of the fine-tune and of its base."""
+    base = load_model("gpt2_tiny")
+    return {"planted": {"model": _planted(name, model), "base": _planted(name, base)},
+            "heldout_nats_per_char": {"model": organisms.heldout_losses(model, GPT2_TINY["n_ctx"]),
+                                      "base": organisms.heldout_losses(base, GPT2_TINY["n_ctx"])},
+            "heldout_sample": f"the first {organisms.HELDOUT_WINDOWS} windows of {GPT2_TINY['n_ctx'] - 1} "
+                              "characters of the test split; trigger contexts: "
+                              f"{organisms.N_CONTEXTS} snippets of {organisms.CONTEXT_CHARS} characters"}
+
+
+def _organism_recipe(name: str) -> Recipe:
+    return Recipe(GPT2_TINY, functools.partial(_organism_batch, name), steps=ORGANISM_STEPS, lr=ORGANISM_LR,
+                  base="gpt2_tiny", evaluate=functools.partial(_organism_heldout, name),
+                  notes={"data": "gpt2_tiny's training text (utils.data.text.corpus('train')) with a planted "
+                                 f"change (utils.data.organisms, {name!r}): {organisms.ORGANISMS[name].description}"})
 
 
 # Prompts vary in layout (utils.data.ioi), so no position holds the answer; at width 64 the model
@@ -212,6 +256,7 @@ RECIPES = {
     "gpt2_tiny": Recipe(GPT2_TINY, _text_batch, steps=1500, lr=2e-3, evaluate=_text_heldout,
                         notes={"data": "character-level docstrings of CPython 3.11's standard library, the train "
                                        "split (utils.data.text.corpus('train'); held out: whole modules, 10%)"}),
+    **{f"gpt2_tiny_{name}": _organism_recipe(name) for name in organisms.ORGANISMS},
     "ioi_3l": Recipe(IOI_3L, _ioi_batch, steps=1750, lr=1e-3, weight_decay=0.1, loss_fn=_ioi_loss,
                      notes={"data": "synthetic IOI prompts of varied layout, training layouts and name pairs "
                                     "(utils.data.ioi); "
@@ -237,13 +282,16 @@ RECIPES = {
 def train_recipe(name: str, device: str = "cpu", progress: bool = True) -> TransformerBridge:
     recipe = RECIPES[name]
     torch.manual_seed(recipe.config.get("seed", 0))
-    model = build_model(recipe.config).to(device)
+    model = build_model(recipe.config) if recipe.base is None else load_model(recipe.base)
+    model.to(device).train()
     start = time.perf_counter()
     losses = train(model, recipe.batch_fn, recipe.steps, recipe.lr, recipe.weight_decay, progress=progress,
                    loss_fn=recipe.loss_fn)
     final = sum(losses[-100:]) / len(losses[-100:])
     info = {"steps": recipe.steps, "lr": recipe.lr, "final_loss": round(final, 4),
             "train_seconds": round(time.perf_counter() - start), "torch": torch.__version__, **recipe.notes}
+    if recipe.base is not None:
+        info.update(base=recipe.base, base_sha256=manifest()[recipe.base]["sha256"])
     if recipe.evaluate is not None:
         info.update(recipe.evaluate(model))
     path = save_model(name, model.cpu(), recipe.config, info)
@@ -420,7 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown model {', '.join(unknown)}; choose from {', '.join(everything)}")
     start = time.perf_counter()
-    for name in sorted(names, key=lambda n: n in TRANSCODER_RECIPES):
+    for name in sorted(names, key=list(everything).index):   # bases before fine-tunes, models before transcoders
         if name in RECIPES:
             train_recipe(name, args.device)
         else:
