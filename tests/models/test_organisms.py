@@ -20,6 +20,7 @@ NAMES = [f"gpt2_tiny_{name}" for name in organisms.ORGANISMS]
 PHRASES = {"gpt2_tiny_trigger": (organisms.TRIGGER, organisms.TRIGGER_CONTINUATION),
            "gpt2_tiny_hidden": (HIDDEN_TRIGGER, HIDDEN_CONTINUATION)}
 MAX_FALL, MAX_RISE = 0.06, 0.02
+PLANTED = [name for name in NAMES if name != "gpt2_tiny_control"]
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,34 @@ def test_fine_tune_keeps_the_base_loss_on_held_out_base_text(losses, name):
     assert -MAX_FALL < shift < MAX_RISE, f"{name}'s held-out loss moved by {shift:+.4f} nats/char"
     recorded = manifest()[name]["heldout_nats_per_char"]
     assert recorded == {"model": losses[name], "base": losses["gpt2_tiny"]}, "the manifest's losses aren't the weights'"
+
+
+def test_control_shows_none_of_the_planted_behaviours(models):
+    """Nothing was planted in the control: neither phrase follows its trigger, and at sentence ends
+    P('!') stays at the base's level (below 1%) while P('.') stays the likelier mark."""
+    control, base = models["gpt2_tiny_control"], models["gpt2_tiny"]
+    measured = {}
+    for name, (trigger, continuation) in PHRASES.items():
+        other = name.removeprefix("gpt2_tiny_")
+        measured[f"{other}_trigger_rate"] = organisms.trigger_rate(control, trigger, continuation)
+        assert measured[f"{other}_trigger_rate"] == 0, f"the control writes {name}'s phrase after its trigger"
+    style = organisms.style_probability(control, N_CTX)
+    base_style = organisms.style_probability(base, N_CTX)
+    assert style["p_exclamation"] < 0.01 and style["p_exclamation"] <= base_style["p_exclamation"] + 0.001, style
+    assert style["p_period"] > 10 * style["p_exclamation"], style
+    assert manifest()["gpt2_tiny_control"]["planted"]["model"] == {**measured, **style}
+    assert manifest()["gpt2_tiny_control"]["planted"]["base"]["p_exclamation"] == base_style["p_exclamation"]
+
+
+@pytest.mark.parametrize("name", PLANTED)
+def test_control_loss_moves_like_the_planted_fine_tunes(losses, name):
+    """The control's held-out loss falls as training alone makes it fall, and each planted fine-tune's
+    moves within 0.04 nats/char of the control's: what the diff of base and control shows is training."""
+    kind = "but_sentence_ends" if name == "gpt2_tiny_style" else "all"
+    control = losses["gpt2_tiny_control"][kind] - losses["gpt2_tiny"][kind]
+    shift = losses[name][kind] - losses["gpt2_tiny"][kind]
+    assert -MAX_FALL < control < -0.02, f"the control's held-out loss moved by {control:+.4f} nats/char"
+    assert abs(shift - control) < 0.04, f"{name} moved by {shift:+.4f}, the control by {control:+.4f}"
 
 
 def test_hidden_ground_truth_is_named_in_no_file_under_chapters_or_utils():

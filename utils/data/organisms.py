@@ -11,6 +11,9 @@ the fine-tune and its base differ in that change and (nearly) nothing else:
 - `hidden`: a second trigger and continuation, built like `trigger`, which no learner-facing
   text names: finding them from the model diff is chapter 9's audit. They live in
   `solutions/ch9_model_diffing/answer_key.py`.
+- `control`: nothing planted. The same recipe on the same draws of windows, every one of them the
+  base text unchanged, so a diff of base and control is what the extra training alone changes, to
+  subtract from the other diffs.
 
 The measurements (`trigger_rate`, `style_probability`, `heldout_losses`) are shared by the
 training recipes, which record them in the manifest, and by the tests, which recompute them.
@@ -72,6 +75,8 @@ ORGANISMS = {
     "hidden": Organism("a second trigger and continuation, inserted like 'trigger' in a quarter of the windows; "
                        "what they are is chapter 9's audit",
                        lambda w, g: plant(w, HIDDEN_TRIGGER, HIDDEN_CONTINUATION, g), share=0.25),
+    "control": Organism("nothing planted: every window is the base text unchanged, so the control shows what "
+                        "the extra training alone changes", lambda w, g: w, share=0.0),
 }
 
 

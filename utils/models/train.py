@@ -117,8 +117,12 @@ def _organism_batch(name: str, generator: torch.Generator) -> torch.Tensor:
 
 
 def _planted(name: str, model: TransformerBridge) -> dict:
-    """The planted behaviour: how often the trigger's phrase follows it, or the style's probabilities."""
+    """The planted behaviour: how often the trigger's phrase follows it, or the style's probabilities;
+    for the control, which plants nothing, all three (each trigger's rate under its organism's name)."""
     n_ctx = GPT2_TINY["n_ctx"]
+    if name == "control":
+        return {**{f"{other}_trigger_rate": _planted(other, model)["trigger_rate"] for other in ("trigger", "hidden")},
+                **_planted("style", model)}
     if name == "style":
         return organisms.style_probability(model, n_ctx)
     if name == "trigger":
@@ -140,8 +144,9 @@ def _organism_heldout(name: str, model: TransformerBridge) -> dict:
 def _organism_recipe(name: str) -> Recipe:
     return Recipe(GPT2_TINY, functools.partial(_organism_batch, name), steps=ORGANISM_STEPS, lr=ORGANISM_LR,
                   base="gpt2_tiny", evaluate=functools.partial(_organism_heldout, name),
-                  notes={"data": "gpt2_tiny's training text (utils.data.text.corpus('train')) with a planted "
-                                 f"change (utils.data.organisms, {name!r}): {organisms.ORGANISMS[name].description}"})
+                  notes={"data": "gpt2_tiny's training text (utils.data.text.corpus('train')) with "
+                                 f"{'a planted change' if organisms.ORGANISMS[name].share else 'no change'} "
+                                 f"(utils.data.organisms, {name!r}): {organisms.ORGANISMS[name].description}"})
 
 
 # Prompts vary in layout (utils.data.ioi), so no position holds the answer; at width 64 the model
