@@ -30,6 +30,8 @@ READ = {
     "label_counts": "label_counts",
     "sae_counts": "sae_counts",
     "ablation_size": "ablation_size",
+    "frequent": "frequent.sum(-1).tolist()",
+    "n_features": "len(rm.features)",
     "ablation_corr": "ablation_corr",
     "hop": "hop",
     "text_scores": "text_scores",
@@ -72,6 +74,11 @@ def test_transcoders_beside_the_sae(values):
     assert sae["two-hop held-out"] > per_layer["two-hop held-out"]
 
 
+def test_a_few_dozen_latents_per_layer_fire_often_and_16_per_position_are_active(values):
+    assert all(25 <= n <= 45 for n in values["frequent"]), values["frequent"]
+    assert 8 * 4 * 16 - 16 <= values["n_features"] <= 8 * 4 * 16
+
+
 def test_the_graph_is_pruned_to_a_readable_size_and_scores_high(values):
     kept = values["kept_nodes"]
     assert kept["logit"] == 1 and kept["embed"] == 8 and 40 <= kept["feature"] <= 90
@@ -83,6 +90,8 @@ def test_features_are_named_after_cities_and_countries(values):
     assert counts[0][0] <= 5 and all(c[1] >= 31 for c in counts[1:]), counts
     assert all(c[2] > 0 for c in counts) and sum(c[3] for c in counts) > 0, "country and person features exist"
     assert sum(c[0] for c in sae) > sum(c[0] for c in counts), "the prose says the SAE has more city latents"
+    assert sum(c[3] for c in counts) > 2 * sum(c[3] for c in sae), "the prose says far fewer SAE person features"
+    assert [c[2] for c in counts] == sorted(c[2] for c in counts), "the prose lists country features growing by layer"
 
 
 def test_the_supernode_graph_runs_name_city_country_answer(values):
