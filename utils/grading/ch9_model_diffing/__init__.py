@@ -1,0 +1,1 @@
+"""Graders for Chapter 9 — Model diffing."""
