@@ -7,12 +7,12 @@ import pytest
 import torch
 
 import utils.models as models
-from utils.models import CHECKPOINTS, grokking, load_model, manifest, transcoders_available
+from utils.models import CHECKPOINTS, DICTIONARIES, grokking, load_model, manifest
 from utils.models.train import RECIPES
 
 # The grokking series is a plain-PyTorch model with its own loader and trainer
 # (utils/models/grokking.py, tested in test_grokking.py); every other entry is a TransformerBridge recipe.
-SHIPPED = sorted(n for n in manifest() if n != grokking.NAME and n not in transcoders_available())
+SHIPPED = sorted(n for n, e in manifest().items() if n != grokking.NAME and e.get("kind") not in DICTIONARIES)
 
 
 def test_every_recipe_has_a_shipped_checkpoint_and_vice_versa():

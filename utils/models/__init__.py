@@ -8,6 +8,7 @@ and loads the tensors: nothing is unpickled and nothing is downloaded.
 
 Chapter 8's transcoders (and the SAE they are compared with) ship the same way, as plain tensors:
 `load_transcoders(name)` returns their parameters (see utils.transcoders) and their manifest entry.
+Chapter 9's crosscoders too: `load_crosscoder(name)` (see utils.crosscoders and utils.diffing).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from transformer_lens import TransformerBridge, TransformerBridgeConfig
 CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 MANIFEST = CHECKPOINTS / "manifest.json"
 TRANSCODERS = "transcoders"  # the manifest's "kind" of transcoders and SAEs (models have none)
+CROSSCODER = "crosscoder"     # ... and of a crosscoder between a base model and its fine-tune
+DICTIONARIES = (TRANSCODERS, CROSSCODER)
 
 
 def build_model(config: dict) -> TransformerBridge:
@@ -63,6 +66,8 @@ def load_model(name: str, device: str | torch.device | None = None) -> Transform
     entry, path = _checked_entry(name)
     if entry.get("kind") == TRANSCODERS:
         raise KeyError(f"{name!r} is a set of transcoders of {entry['model']}: load it with load_transcoders")
+    if entry.get("kind") == CROSSCODER:
+        raise KeyError(f"{name!r} is a crosscoder of {entry['base']} and {entry['model']}: load it with load_crosscoder")
     model = build_model(entry["config"])
     model.load_state_dict(load_file(path), strict=True)
     model.eval()
@@ -130,4 +135,38 @@ def load_transcoders(name: str, device: str | torch.device | None = None) -> tup
         for src, block in zip(sources, blocks):
             W_dec[src, src:] = block
         tensors["W_dec"] = W_dec
+    return {key: value.to(device) if device is not None else value for key, value in tensors.items()}, entry
+
+
+# -- crosscoders ---------------------------------------------------------------------------------------
+
+def crosscoders_available() -> list[str]:
+    return sorted(name for name, entry in manifest().items() if entry.get("kind") == CROSSCODER)
+
+
+def save_crosscoder(name: str, params: dict[str, torch.Tensor], info: dict) -> Path:
+    """Write a crosscoder's tensors as safetensors, and in the manifest its hash, `info` (which must hold
+    "base" and "model", the two shipped models it reads, and "config") and both models' hashes."""
+    path = CHECKPOINTS / f"{name}.safetensors"
+    save_file({key: value.detach().cpu().contiguous() for key, value in params.items()}, path)
+    entries = manifest()
+    entries[name] = {"file": path.name, "sha256": sha256(path), "kind": CROSSCODER,
+                     "base_sha256": entries[info["base"]]["sha256"], "model_sha256": entries[info["model"]]["sha256"],
+                     **info}
+    MANIFEST.write_text(json.dumps(dict(sorted(entries.items())), indent=2) + "\n")
+    return path
+
+
+def load_crosscoder(name: str, device: str | torch.device | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """A shipped crosscoder's parameters (as utils.crosscoders takes them, with "scale", each model's
+    activation scale) and its manifest entry, after checking its file and that both models it reads
+    are the shipped ones."""
+    entry, path = _checked_entry(name)
+    if entry.get("kind") != CROSSCODER:
+        raise KeyError(f"{name!r} is not a crosscoder; crosscoders: {', '.join(crosscoders_available())}")
+    for side in ("base", "model"):
+        if manifest()[entry[side]]["sha256"] != entry[f"{side}_sha256"]:
+            raise ValueError(f"{name} was trained on another {entry[side]} than the shipped one: "
+                             f"run `python -m utils.models.train {name}`")
+    tensors = load_file(path)
     return {key: value.to(device) if device is not None else value for key, value in tensors.items()}, entry

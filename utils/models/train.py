@@ -7,7 +7,8 @@ Chapter 8's transcoders (and the SAE they are compared with) are trained the sam
 MLP activations of a shipped model: `TRANSCODER_RECIPES`, after the models under `--all`.
 
 Chapter 9's model organisms are fine-tunes of the shipped gpt2_tiny (a recipe with a `base`), each
-with one change planted in its training text (utils.data.organisms); `--all` trains them after it.
+with one change planted in its training text (utils.data.organisms); `--all` trains them after it,
+and last the crosscoders of gpt2_tiny and each organism (`CROSSCODER_RECIPES`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens import TransformerBridge
 
-from utils import transcoders
+from utils import crosscoders, diffing, transcoders
 from utils.data import facts, induction, ioi, organisms, othello, text
-from utils.models import build_model, load_model, manifest, save_model, save_transcoders
+from utils.models import build_model, load_model, manifest, save_crosscoder, save_model, save_transcoders
 
 
 def train(
@@ -459,8 +460,64 @@ def train_transcoder_recipe(name: str, device: str = "cpu") -> dict[str, torch.T
     return params
 
 
+# -- Chapter 9's crosscoders ---------------------------------------------------------------------------
+
+@dataclass
+class CrosscoderRecipe:
+    """A BatchTopK crosscoder of gpt2_tiny and one organism at utils.diffing.HOOK, on utils.diffing's data.
+
+    Chosen by measurement: 1,024 latents (8x the width) at k = 16 reconstruct both models' streams with
+    about 92% of the variance explained and no dead latents after 3,000 steps."""
+
+    organism: str
+    k: int = 16
+    d_latent: int = 1024
+    steps: int = 3000
+    lr: float = 1e-3
+    batch_size: int = 512
+    seed: int = 0
+
+
+CROSSCODER_RECIPES = {f"gpt2_tiny_{name}_crosscoder": CrosscoderRecipe(name) for name in organisms.ORGANISMS}
+CROSSCODER_HELDOUT = dict(windows=128, seed=2)   # fresh windows of the same kind, for the manifest's metrics
+
+
+def train_crosscoder_recipe(name: str, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Train, measure and save one crosscoder; the manifest records the recipe, time and held-out metrics."""
+    recipe = CROSSCODER_RECIPES[name]
+    start = time.perf_counter()
+    base, tuned = load_model("gpt2_tiny", device), load_model(f"gpt2_tiny_{recipe.organism}", device)
+    x = diffing.paired_activations(base, tuned, diffing.diffing_tokens(recipe.organism))
+    scale = diffing.activation_scale(x)
+    x = x / scale[:, None]
+    generator = torch.Generator().manual_seed(recipe.seed)
+    params = {key: value.detach().requires_grad_(key != "threshold") for key, value in
+              crosscoders.init_crosscoder(x.shape[-1], recipe.d_latent, generator, mean=x.mean(dim=0),
+                                          device=x.device).items()}
+    run = crosscoders.train_crosscoder(params, x, recipe.k, steps=recipe.steps, batch_size=recipe.batch_size,
+                                       lr=recipe.lr, generator=generator, desc=name)
+    params = {key: value.detach() for key, value in params.items()} | {"scale": scale}
+    heldout = diffing.paired_activations(base, tuned, diffing.diffing_tokens(recipe.organism, **CROSSCODER_HELDOUT))
+    metrics = crosscoders.evaluate(params, diffing.to_code_space(heldout, params), recipe.k)
+    groups = crosscoders.classify_latents(crosscoders.relative_norm(params))
+    info = {"base": "gpt2_tiny", "model": f"gpt2_tiny_{recipe.organism}", "config": asdict(recipe),
+            "hook": diffing.HOOK, "steps": recipe.steps, "lr": recipe.lr,
+            "final_loss": round(sum(run["history"][-5:]) / len(run["history"][-5:]), 4),
+            "train_seconds": round(run["seconds"]), "wall_seconds": round(time.perf_counter() - start),
+            "torch": torch.__version__,
+            "data": f"utils.diffing.diffing_tokens({recipe.organism!r}): {diffing.DIFF_WINDOWS} windows of the "
+                    f"organism's fine-tuning text and {diffing.DIFF_WINDOWS} of plain training text (seed "
+                    f"{diffing.DIFF_SEED}); metrics on {CROSSCODER_HELDOUT['windows']} + "
+                    f"{CROSSCODER_HELDOUT['windows']} fresh windows (seed {CROSSCODER_HELDOUT['seed']})",
+            "heldout": _rounded({key: value if value.ndim else value.item() for key, value in metrics.items()}),
+            "relative_norm_classes": {key: int(mask.sum()) for key, mask in groups.items()}}
+    path = save_crosscoder(name, params, info)
+    print(f"{name}: {info['wall_seconds']} s, saved {path}")
+    return params
+
+
 def main(argv: list[str] | None = None) -> None:
-    everything = {**RECIPES, **TRANSCODER_RECIPES}
+    everything = {**RECIPES, **TRANSCODER_RECIPES, **CROSSCODER_RECIPES}
     parser = argparse.ArgumentParser(prog="python -m utils.models.train", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"one of: {', '.join(everything)}")
     parser.add_argument("--all", action="store_true", help="retrain every model, then every set of transcoders")
@@ -476,8 +533,10 @@ def main(argv: list[str] | None = None) -> None:
     for name in sorted(names, key=list(everything).index):   # bases before fine-tunes, models before transcoders
         if name in RECIPES:
             train_recipe(name, args.device)
-        else:
+        elif name in TRANSCODER_RECIPES:
             train_transcoder_recipe(name, args.device)
+        else:
+            train_crosscoder_recipe(name, args.device)
     print(f"trained {len(names)} in {time.perf_counter() - start:.0f} s")
 
 
