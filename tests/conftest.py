@@ -53,7 +53,8 @@ def pytest_terminal_summary(terminalreporter):
 # only their order matters: the longest start first, so that the workers finish together.
 CHAPTER_SECONDS = {"ch5_grokking": 260, "ch1_transformer_math": 250, "ch3_sparse_autoencoders": 200,
                    "ch2_superposition": 180, "ch4_patching": 150, "ch6_linear_representations": 150,
-                   "ch7_circuit_discovery": 100, "ch8_attribution_graphs": 160}
+                   "ch7_circuit_discovery": 100, "ch8_attribution_graphs": 160,
+                   "ch9_model_diffing": 120}
 
 
 def chapter_of(nodeid: str) -> str | None:

@@ -12,10 +12,10 @@ def _tokens(lines: list[str]) -> torch.Tensor:
 
 
 def test_planted_mask_marks_every_character_of_the_phrase_also_when_cut_short():
-    tokens = _tokens(["ab|~ ask cd", "xyz ab|~ a", "|| ~~ abcde"])
+    tokens = _tokens(["ab|~ ask cd", "xyz abc|~ a", "|| ~~ abcde"])
     mask = diffing.planted_mask(tokens, "|~ ask")
     assert mask[0].tolist() == [False, False, False, True, True, True, True, True, True, False, False, False]
-    assert mask[1, 7:].all() and not mask[1, :7].any()
+    assert mask[1, 8:].all() and not mask[1, :8].any()
     assert not mask[2].any()
 
 

@@ -64,7 +64,7 @@ def planted_mask(tokens: Int[Tensor, "batch pos"], phrase: str) -> Bool[Tensor, 
     mask = torch.zeros(tokens.shape, dtype=torch.bool)
     opening = re.escape(phrase[:2])
     for row, ids in enumerate(tokens.tolist()):
-        line = tokenizer.decode(ids)
+        line = "".join(tokenizer.chars[i] for i in ids)   # BOS kept, so a character's index is its position
         for match in re.finditer(opening, line):
             tail = line[match.start():match.start() + len(phrase)]
             if phrase.startswith(tail):
