@@ -107,9 +107,15 @@ def from_code_space(x: Float[Tensor, "n model d"], params: dict[str, Tensor]) ->
     return x * params["scale"][:, None]
 
 
-def latent_codes(params: dict[str, Tensor], x: Float[Tensor, "n model d"], k: int) -> Float[Tensor, "n lat"]:
-    """The crosscoder's inference-time code (its threshold, not the batch) of raw paired activations."""
-    return crosscoders.encode(to_code_space(x, params), params, k, use_threshold=True)
+@torch.no_grad()
+def latent_codes(params: dict[str, Tensor], x: Float[Tensor, "n model d"], k: int, chunk: int = 8192
+                 ) -> Float[Tensor, "n lat"]:
+    """The crosscoder's inference-time code (its threshold, not the batch) of raw paired activations, in
+    chunks, so that only the result is ever held at full size."""
+    out = x.new_empty(len(x), params["W_enc"].shape[-1])
+    for i in range(0, len(x), chunk):
+        out[i:i + chunk] = crosscoders.encode(to_code_space(x[i:i + chunk], params), params, k, use_threshold=True)
+    return out
 
 
 # -- the baselines ----------------------------------------------------------------------------------
