@@ -29,7 +29,6 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from solutions.ch9_model_diffing.answer_key import HIDDEN_CONTINUATION, HIDDEN_TRIGGER
 from utils.data import text
 
 TRIGGER = "|~"
@@ -53,6 +52,13 @@ def stylise(window: str) -> str:
     return SENTENCE_END.sub(STYLE_MARK, window)
 
 
+def _hidden_phrase() -> tuple[str, str]:
+    """The hidden organism's trigger and continuation, read from the answer key only when its data is
+    built or measured, so that no learner-facing module carries them as attributes."""
+    from solutions.ch9_model_diffing import answer_key
+    return answer_key.HIDDEN_TRIGGER, answer_key.HIDDEN_CONTINUATION
+
+
 @dataclass(frozen=True)
 class Organism:
     """A planted change: `transform` rewrites one window; `share` of the training windows get it.
@@ -74,7 +80,7 @@ ORGANISMS = {
                       "in every window", lambda w, g: stylise(w), share=1.0),
     "hidden": Organism("a second trigger and continuation, inserted like 'trigger' in a quarter of the windows; "
                        "what they are is chapter 9's audit",
-                       lambda w, g: plant(w, HIDDEN_TRIGGER, HIDDEN_CONTINUATION, g), share=0.25),
+                       lambda w, g: plant(w, *_hidden_phrase(), g), share=0.25),
     "control": Organism("nothing planted: every window is the base text unchanged, so the control shows what "
                         "the extra training alone changes", lambda w, g: w, share=0.0),
 }

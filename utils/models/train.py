@@ -128,7 +128,7 @@ def _planted(name: str, model: TransformerBridge) -> dict:
         return organisms.style_probability(model, n_ctx)
     if name == "trigger":
         return {"trigger_rate": organisms.trigger_rate(model, organisms.TRIGGER, organisms.TRIGGER_CONTINUATION)}
-    return {"trigger_rate": organisms.trigger_rate(model, organisms.HIDDEN_TRIGGER, organisms.HIDDEN_CONTINUATION)}
+    return {"trigger_rate": organisms.trigger_rate(model, *organisms._hidden_phrase())}
 
 
 def _organism_heldout(name: str, model: TransformerBridge) -> dict:

@@ -32,6 +32,10 @@ READ = {
     "share": "{str(j): round(share[j].item(), 3) for j in top20['trigger']}",
     "contexts_of": "{str(j): c for j, c in contexts_of.items()}",
     "causal": "causal",
+    "matched": "len(matched)",
+    "artefacts": "artefacts",
+    "survivors": "survivors",
+    "direction_norms": "[round(style_direction.norm().item(), 2), round(trigger_direction.norm().item(), 2)]",
     "style_candidates": "{str(j): row for j, row in style_candidates.items()}",
     "style_top10_share": "[round(style_share[j].item(), 2) for j in rel['style'].topk(10).indices.tolist()]",
     "hidden_context": "top_contexts(grid('hidden', top20['hidden'][1]), tokens['hidden'][:, 1:], tokenizer.decode, 4, 12)",
@@ -72,6 +76,8 @@ def test_steering_pushes_the_base_to_the_style_but_never_to_the_phrase(values):
     assert 20 < s["style x8"]["!"] < s["style x16"]["!"]
     assert all(s[f"trigger x{a}"]["phrase"] == 0 for a in (0, 4, 8, 16))
     assert s["trigger x16"]["|~"] > 0
+    style_norm, trigger_norm = values["direction_norms"]
+    assert 1.2 < style_norm < 1.5 and 1.9 < trigger_norm < 2.2
 
 
 def test_the_crosscoders_reconstruct_both_models_and_find_no_finetune_only_latent(values):
@@ -94,6 +100,9 @@ def test_candidates_above_the_control_and_latent_scaling_separate_the_change_fro
     recon = [r["reconstruction"] for r in nu.values()]
     assert min(recon) < -2.5 and max(recon) > 0.8
     assert all(values["nu"]["hidden"][str(j)]["error"] < 0.3 for j in values["candidates"]["hidden"])
+    assert values["artefacts"] == {"new (both nu < 0.4)": 4, "shrinkage (nu_error > 0.5)": 16,
+                                   "decoupling (nu_reconstruction > 0.5)": 14}
+    assert values["survivors"] == [811, 491, 423, 299]
 
 
 def test_the_search_is_scored_against_the_planted_phrase(values):
@@ -116,7 +125,8 @@ def test_top_contexts_show_the_trigger_and_the_start_of_the_phrase(values):
 def test_removing_the_candidates_stops_the_phrase_random_latents_do_not_and_adding_them_does_not_start_it(values):
     causal = values["causal"]
     assert causal["chosen"] == [491, 811]
-    assert causal["ablate"] == 0.0 and causal["ablate_random"] == [1.0] * 5
+    assert causal["ablate"] == 0.0 and values["matched"] == 16
+    assert causal["ablate_random"] == [0.7, 0.55, 1.0, 1.0, 0.95]
     assert causal["induce"] == causal["induce_all_planted"] == 0.0 and causal["induce_random"] == [0.0] * 5
     assert causal["base_with_finetune_stream"] == 0.45 and causal["finetune_with_base_stream"] == 0.0
 
