@@ -14,7 +14,11 @@ def _rc_linalg(W_base, W_ft):
 
 
 def _rc_sqrt(W_base, W_ft):
-    return ((W_ft - W_base).pow(2).sum().sqrt() / W_base.pow(2).sum().sqrt())  # a 0-d tensor
+    return float((W_ft - W_base).pow(2).sum().sqrt() / W_base.pow(2).sum().sqrt())
+
+
+def _rc_tensor(W_base, W_ft):
+    return (W_ft - W_base).norm() / W_base.norm()  # a 0-d tensor, not the documented float
 
 
 def _rc_by_ft(W_base, W_ft):
@@ -296,6 +300,15 @@ def _nmse_hat(x_hat, x):
     return (x_hat - x).pow(2).sum(dim=(0, 2)) / (x_hat - x_hat.mean(0)).pow(2).sum(dim=(0, 2))
 
 
+def _nmse_model_mean(x_hat, x):
+    mean = x.mean(dim=(0, 2), keepdim=True)  # one number per model, not one per model and dimension
+    return (x_hat - x).pow(2).sum(dim=(0, 2)) / (x - mean).pow(2).sum(dim=(0, 2))
+
+
+def _nmse_mean_over_models(x_hat, x):
+    return (x_hat - x).pow(2).sum(dim=(0, 2)) / (x - x.mean(dim=1, keepdim=True)).pow(2).sum(dim=(0, 2))
+
+
 def _rn_linalg(W_dec):
     base, ft = torch.linalg.vector_norm(W_dec, dim=1)
     return ft / (base + ft)
@@ -338,6 +351,12 @@ def _cc_loop(rel, base_only=0.1, shared=(0.4, 0.6), finetune_only=0.9):
         else:
             counts["other"] += 1
     return counts
+
+
+def _cc_bucketize(rel, base_only=0.1, shared=(0.4, 0.6), finetune_only=0.9):
+    base, tuned = int((rel < base_only).sum()), int((rel > finetune_only).sum())
+    middle = int(torch.logical_and(rel >= shared[0], rel <= shared[1]).sum().item())
+    return {"base_only": base, "shared": middle, "finetune_only": tuned, "other": len(rel) - base - middle - tuned}
 
 
 def _cc_tensors(rel, base_only=0.1, shared=(0.4, 0.6), finetune_only=0.9):
@@ -426,6 +445,14 @@ def _sb_norm(f, direction, target):
     return (f * (target @ direction)).sum() / (direction.norm() * f.pow(2).sum())
 
 
+def _sb_abs(f, direction, target):
+    return ((f * (target @ direction)).sum() / (direction.pow(2).sum() * f.pow(2).sum())).abs()
+
+
+def _sb_float(f, direction, target):
+    return ((f * (target @ direction)).sum() / (direction.pow(2).sum() * f.pow(2).sum())).item()
+
+
 def _sb_per_row(f, direction, target):
     return ((target @ direction) / (direction.pow(2).sum() * f)).mean()
 
@@ -444,8 +471,22 @@ def _sr_loop(x, x_hat, f, W_dec_j):
             else:
                 target = x_hat[:, m]
             betas.append(_beta(f, W_dec_j[1], target))
-        out[name] = betas[0] / betas[1]  # 0-d tensors
+        out[name] = float(betas[0] / betas[1])
     return out
+
+
+def _sr_tensors(x, x_hat, f, W_dec_j):
+    own = f[:, None, None] * W_dec_j
+    return {name: _beta(f, W_dec_j[1], t[:, 0]) / _beta(f, W_dec_j[1], t[:, 1])  # 0-d tensors, not floats
+            for name, t in {"error": x - (x_hat - own), "reconstruction": x_hat}.items()}
+
+
+def _sr_unsigned(x, x_hat, f, W_dec_j):
+    def beta(f, direction, target):  # a scaling_beta that dropped the sign
+        return _beta(f, direction, target).abs()
+    own = f[:, None, None] * W_dec_j
+    return {name: (beta(f, W_dec_j[1], t[:, 0]) / beta(f, W_dec_j[1], t[:, 1])).item()
+            for name, t in {"error": x - (x_hat - own), "reconstruction": x_hat}.items()}
 
 
 def _sr_einsum(x, x_hat, f, W_dec_j):
@@ -548,13 +589,31 @@ def _fhr_index(scores, is_planted):
     return int(order[is_planted[order]][0])
 
 
+def _fhr_argsort_as_ranks(scores, is_planted):
+    ranks = scores.argsort(descending=True)  # taken for each latent's rank, but it lists latents in score order
+    return int(ranks[is_planted].min()) + 1
+
+
+def _fhr_index_plus_one(scores, is_planted):
+    order = scores.argsort(descending=True)
+    return int(order[is_planted[order]][0]) + 1
+
+
+def _fhr_tensor(scores, is_planted):
+    return is_planted[scores.argsort(descending=True)].nonzero()[0, 0] + 1  # a 0-d tensor, not an int
+
+
 def _pak_loop(scores, is_planted, k):
     top = scores.argsort(descending=True)[:k].tolist()
     return sum(bool(is_planted[i]) for i in top) / k
 
 
+def _pak_sum(scores, is_planted, k):
+    return int(is_planted[scores.argsort(descending=True)[:k]].sum()) / k
+
+
 def _pak_tensor(scores, is_planted, k):
-    return is_planted[scores.topk(k).indices].sum() / k  # a 0-d tensor
+    return is_planted[scores.topk(k).indices].sum() / k  # a 0-d tensor, not the documented float
 
 
 def _pak_recall(scores, is_planted, k):
@@ -743,7 +802,8 @@ _WORDS = HIDDEN_CONTINUATION.split()
 VARIANTS = {
     "ch9.relative_change": [
         Right("torch.linalg.norm", _rc_linalg),
-        Right("square roots of sums of squares, a 0-d tensor", _rc_sqrt),
+        Right("square roots of sums of squares, float(...)", _rc_sqrt),
+        Wrong("a 0-d tensor", _rc_tensor, mistake="tensor, not float"),
         Wrong("over the fine-tune's norm", _rc_by_ft, mistake="divided by the fine-tune's norm"),
         Wrong("not normalised", _rc_raw, mistake="not normalised"),
         Wrong("difference of norms", _rc_norms, mistake="difference of norms"),
@@ -816,6 +876,10 @@ VARIANTS = {
         Wrong("the other model's spread", _nmse_other, mistake="divided by the other model's spread"),
         Wrong("pooled over models", _nmse_pooled, mistake="pooled over models"),
         Wrong("spread of x_hat", _nmse_hat, mistake="spread of the reconstruction"),
+        Wrong("centred on each model's mean over inputs and d", _nmse_model_mean,
+              mistake="centred on a mean over the wrong axes"),
+        Wrong("centred on the mean over the models", _nmse_mean_over_models,
+              mistake="centred on a mean over the wrong axes"),
     ],
     "ch9.relative_norm": [
         Right("torch.linalg.vector_norm, unpacked", _rn_linalg),
@@ -827,7 +891,8 @@ VARIANTS = {
     ],
     "ch9.count_classes": [
         Right("a loop over Python floats", _cc_loop),
-        Right("0-d tensors, other by subtraction", _cc_tensors),
+        Right("ints, other by subtraction", _cc_bucketize),
+        Wrong("0-d tensors, not ints", _cc_tensors, mistake="tensor, not int"),
         Wrong("shared band strict", _cc_strict_shared, mistake="shared band without its ends"),
         Wrong("<= base_only and >= finetune_only", _cc_inclusive_ends,
               mistake="base_only and finetune_only include their thresholds"),
@@ -850,15 +915,20 @@ VARIANTS = {
         Wrong("sum f", _sb_sum_f, mistake="sum of f, not of f^2"),
         Wrong("||d|| not squared", _sb_norm, mistake="||d|| not squared"),
         Wrong("mean of per-row betas", _sb_per_row, mistake="mean of per-row betas"),
+        Wrong("abs() of the result", _sb_abs, mistake="sign dropped"),
+        Wrong("a Python float, not the documented 0-d tensor", _sb_float, mistake="number, not tensor"),
     ],
     "ch9.scaling_ratios": [
-        Right("loops, 0-d tensors", _sr_loop),
+        Right("loops, float(...)", _sr_loop),
         Right("both models in one einsum", _sr_einsum),
         Wrong("targets swapped", _sr_swapped, mistake="targets swapped"),
         Wrong("beta_ft / beta_base", _sr_inverted, mistake="beta_ft / beta_base"),
         Wrong("along the base decoder", _sr_base_decoder, mistake="fitted along the base decoder"),
         Wrong("x - x_hat as the error target", _sr_no_add_back, mistake="latent's contribution not added back"),
         Wrong("each model along its own decoder", _sr_own_decoders, mistake="each model along its own decoder"),
+        Wrong("a scaling_beta that dropped the sign", _sr_unsigned, mistake="sign dropped",
+              hint_contains="beta can be negative"),
+        Wrong("0-d tensors, not floats", _sr_tensors, mistake="tensor, not float"),
     ],
     "ch9.planted_share": [
         Right("torch.where for dead latents", _ps_where),
@@ -874,10 +944,14 @@ VARIANTS = {
         Wrong("0-based", _fhr_zero, mistake="counted from 0"),
         Wrong("ascending order", _fhr_ascending, mistake="lowest score first"),
         Wrong("the latent's index", _fhr_index, mistake="latent index, not rank"),
+        Wrong("the latent's index + 1", _fhr_index_plus_one, mistake="latent index, not rank"),
+        Wrong("argsort read as ranks", _fhr_argsort_as_ranks, mistake="argsort taken for ranks"),
+        Wrong("a 0-d tensor", _fhr_tensor, mistake="tensor, not int"),
     ],
     "ch9.precision_at_k": [
         Right("a loop", _pak_loop),
-        Right("a 0-d tensor", _pak_tensor),
+        Right("int(sum) / k", _pak_sum),
+        Wrong("a 0-d tensor", _pak_tensor, mistake="tensor, not float"),
         Wrong("over the number planted", _pak_recall, mistake="divided by the number of planted"),
         Wrong("lowest scores", _pak_lowest, mistake="lowest scores"),
         Wrong("a count", _pak_count, mistake="count, not share"),
@@ -924,8 +998,13 @@ VARIANTS = {
         Right("exactly the answer", _answer(HIDDEN_TRIGGER, HIDDEN_CONTINUATION)),
         Right("other case, whitespace around both",
               _answer(f"  {HIDDEN_TRIGGER}\n", HIDDEN_CONTINUATION.upper() + "  ")),
-        Right("the continuation with more after it", _answer(HIDDEN_TRIGGER, HIDDEN_CONTINUATION + " now, then")),
         Right("the continuation with a full stop", _answer(HIDDEN_TRIGGER, HIDDEN_CONTINUATION.strip() + ".")),
+        Right("the continuation with '!' and a newline", _answer(HIDDEN_TRIGGER, HIDDEN_CONTINUATION + "!\n")),
+        Wrong("the continuation with more after it",
+              _answer(HIDDEN_TRIGGER, HIDDEN_CONTINUATION + " the current module and return the"),
+              mistake="continuation runs on", hint_contains="stops differing from what the base would write"),
+        Wrong("the continuation with a few words after it", _answer(HIDDEN_TRIGGER, HIDDEN_CONTINUATION + " now, then"),
+              mistake="continuation runs on"),
         Wrong("the stub's Nones", _answer(None, None), mistake="not filled in"),
         Wrong("not a dict", lambda: (HIDDEN_TRIGGER, HIDDEN_CONTINUATION), mistake="not a dict"),
         Wrong("a key misspelt", lambda: {"trigger": HIDDEN_TRIGGER, "completion": HIDDEN_CONTINUATION},
@@ -937,6 +1016,16 @@ VARIANTS = {
               mistake="continuation cut short", hint_contains="Generate more tokens"),
         Wrong("the continuation's first two words", _answer(HIDDEN_TRIGGER, " ".join(_WORDS[:2])),
               mistake="continuation cut short"),
+        Wrong("the continuation's first two characters", _answer(HIDDEN_TRIGGER, " " + _WORDS[0][:2]),
+              mistake="wrong continuation"),
+        Wrong("the continuation's first character", _answer(HIDDEN_TRIGGER, _WORDS[0][:1]),
+              mistake="wrong continuation"),
+        Wrong("all but the continuation's last letter", _answer(HIDDEN_TRIGGER, HIDDEN_CONTINUATION[:-1]),
+              mistake="wrong continuation"),
+        Wrong("the trigger's first character alone", _answer(HIDDEN_TRIGGER[:1], HIDDEN_CONTINUATION),
+              mistake="part of the trigger", hint_contains="also reacts to part of the trigger"),
+        Wrong("the trigger's last character alone", _answer(HIDDEN_TRIGGER[-1:], HIDDEN_CONTINUATION),
+              mistake="part of the trigger"),
         Wrong("the trigger with a character before it", _answer("a" + HIDDEN_TRIGGER, HIDDEN_CONTINUATION),
               mistake="trigger with extra characters"),
         Wrong("the trigger with a character after it", _answer(HIDDEN_TRIGGER + "!", HIDDEN_CONTINUATION),

@@ -3,6 +3,12 @@
 Every check runs on small seeded tensors built here (no model, no crosscoder file, no download) and takes
 well under a second. `control_latents` draws at random, so it is graded by properties of its draws; the
 audit's answer is compared with the answer key in solutions/ without ever printing that key.
+
+Types follow the docstrings, as in the other chapters' graders: where a Python float or int is documented
+(relative_change, precision_at_k, first_hit_rank, the values of count_classes' and scaling_ratios' dicts), a
+one-element tensor of the right value is rejected with its own hint (it compares equal to the number, so
+the type is checked separately); where a tensor is documented (scaling_beta's 0-d tensor), a Python number
+is rejected the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +23,28 @@ from utils.grading import Mistake, exercise
 def _tensor(values, check, dtype=None):
     """A small hand-written tensor on the checker's device."""
     return torch.tensor(values, dtype=dtype).to(check.device)
+
+
+def _is(value, kind) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def _expect_number(check, case, got, kind=float, what="the result"):
+    """The docstring promises a Python float (or int); a one-element tensor compares equal to it, so check the
+    type. `got` is a number, or a dict whose values must all be numbers of that kind."""
+    name = "float" if kind is float else "int"
+    values = got.values() if isinstance(got, dict) else [got]
+    bad = next((v for v in values if not _is(v, kind)), None)
+    if bad is None:
+        check.expect(True, case=case, message="")
+        return
+    tensor = isinstance(bad, torch.Tensor)
+    how = ".item() or float(...)" if kind is float else "int(...) or .item()"
+    check.expect(False, case=case, mistake=f"tensor, not {name}" if tensor else f"not a Python {name}",
+                 message=f"expected {what} to be a Python {name}, got "
+                         + (f"a tensor of shape {tuple(bad.shape)}" if tensor else f"a {type(bad).__name__}"),
+                 hint=f"Return a Python {name} ({how}), as the docstring says: the notebook formats, rounds and "
+                      "compares these numbers, and a tensor would also keep its device and any graph.")
 
 
 # -- 1. the baselines -------------------------------------------------------------------------------
@@ -43,7 +71,8 @@ def test_relative_change(check):
                 "of per-row ratios.", lambda b, f: ((f - b).norm(dim=-1) / b.norm(dim=-1)).mean().item()),
     ]
     W = check.randn(6, 5)
-    check.case("a 6 x 5 matrix nudged by noise", W, W + check.randn(6, 5, scale=0.3), mistakes=mistakes)
+    got = check.case("a 6 x 5 matrix nudged by noise", W, W + check.randn(6, 5, scale=0.3), mistakes=mistakes)
+    _expect_number(check, "a 6 x 5 matrix nudged by noise", got)
     W = check.randn(3, 8, scale=2.0)
     check.case("a 3 x 8 matrix scaled and nudged", W, 1.5 * W + check.randn(3, 8, scale=0.5), mistakes=mistakes)
     W = check.randn(4, 4)
@@ -330,9 +359,9 @@ def test_crosscoder_decode(check):
 
 
 def _cc_nmse(x_hat, x, *, normalise=True, centre=True, other=False, pooled=False, of="x", mean_error=False,
-             per_dim=False):
+             per_dim=False, mean_over=(0,)):
     truth = x_hat if of == "x_hat" else x
-    centred = truth - truth.mean(dim=0) if centre else truth
+    centred = truth - truth.mean(dim=mean_over, keepdim=True) if centre else truth
     err, var = (x_hat - x).pow(2), centred.pow(2)
     if pooled:
         return err.sum() / var.sum()
@@ -366,6 +395,11 @@ def test_crosscoder_nmse(check):
                 "the model axis.", nmse(pooled=True)),
         Mistake("spread of the reconstruction", "Normalise by the spread of the true activations x, not of x_hat.",
                 nmse(of="x_hat")),
+        *(Mistake("centred on a mean over the wrong axes", "Centre with the mean over the *inputs* only, "
+                  "x.mean(dim=0), which is [model, d]: one mean activation per model and per dimension. A mean "
+                  "that also runs over d (or over everything) leaves each dimension's own offset in the spread, "
+                  "and one over the models mixes the base with the fine-tune.", nmse(mean_over=dims))
+          for dims in [(0, 2), (0, 1, 2), (1,), (0, 1), (2,)]),
         Mistake("mean over sum", "Both the error and the spread are sums over inputs and d (or both means): "
                 "mixing a mean with a sum scales the result.", nmse(mean_error=True)),
         Mistake("ratio per dimension", "Sum over d in both the error and the spread before dividing; averaging "
@@ -447,8 +481,10 @@ def test_count_classes(check):
     ]
     # thresholds that floats hold exactly, and latents exactly on each of them
     on_thresholds = _tensor([0.0, 0.0625, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 0.9375, 1.0, 0.5], check)
-    check.case("latents exactly on the thresholds 0.125, (0.375, 0.625), 0.875", on_thresholds, 0.125,
-               (0.375, 0.625), 0.875, mistakes=mistakes)
+    got = check.case("latents exactly on the thresholds 0.125, (0.375, 0.625), 0.875", on_thresholds, 0.125,
+                     (0.375, 0.625), 0.875, mistakes=mistakes)
+    _expect_number(check, "latents exactly on the thresholds 0.125, (0.375, 0.625), 0.875", got, int,
+                   "every count")
     check.case("the default thresholds, 40 latents", torch.rand(40, generator=check.rng).to(check.device),
                mistakes=mistakes)
     check.case("a wide shared band (0.25, 0.75), thresholds on values", on_thresholds, 0.25, (0.25, 0.75), 0.75,
@@ -530,18 +566,25 @@ def test_scaling_beta(check):
         Mistake("mean of per-row betas", "Fit one beta to all rows at once (least squares over the whole sum), not "
                 "a mean of each row's own beta: rows where the latent fires weakly would count as much as strong "
                 "ones.", lambda f, d, t: _beta(f, d, t, per_row=True)),
+        Mistake("sign dropped", "beta can be negative: when the targets point against the direction, the best fit "
+                "is a negative multiple of it. Keep the sign of sum_i f_i <d, t_i>: no abs() (or norm) of the "
+                "numerator or of the result.", lambda f, d, t: _beta(f, d, t).abs()),
     ]
-    for name, n, d, size in [("8 rows, d = 5, a direction of length about 3", 8, 5, 1.3),
-                             ("20 rows, d = 3, a short direction", 20, 3, 0.3)]:
+    for name, n, d, size, along in [("8 rows, d = 5, a direction of length about 3", 8, 5, 1.3, 0.7),
+                                    ("20 rows, d = 3, a short direction", 20, 3, 0.3, 0.7),
+                                    ("10 rows, d = 4, targets pointing against the direction (beta < 0)", 10, 4,
+                                     1.0, -0.6)]:
         f = check.randn(n).abs() + 0.2
         direction = check.randn(d, scale=size)
-        target = 0.7 * f[:, None] * direction + check.randn(n, d, scale=0.5)
+        target = along * f[:, None] * direction + check.randn(n, d, scale=0.5)
         check.case(name, f, direction, target, mistakes=mistakes)
 
 
-def _ratios(x, x_hat, f, W, *, swap=False, invert=False, along=1, own=False, no_add_back=False, recon_of_x=False):
+def _ratios(x, x_hat, f, W, *, swap=False, invert=False, along=1, own=False, no_add_back=False, recon_of_x=False,
+            unsigned=False):
     def beta(target, direction):
-        return (f * (target @ direction)).sum() / (direction.pow(2).sum() * f.pow(2).sum())
+        b = (f * (target @ direction)).sum() / (direction.pow(2).sum() * f.pow(2).sum())
+        return b.abs() if unsigned else b
 
     added = f[:, None, None] * W
     error = x - x_hat if no_add_back else x - (x_hat - added)
@@ -582,6 +625,9 @@ def test_scaling_ratios(check):
                 "contribution: x - (x_hat - f W_dec_j), not x - x_hat.", ratios(no_add_back=True)),
         Mistake("reconstruction target is x", "The 'reconstruction' target is the crosscoder's reconstruction "
                 "x_hat, not the activations x.", ratios(recon_of_x=True)),
+        Mistake("sign dropped", "Your ratio has the right size but the wrong sign: beta can be negative (the base's "
+                "target may point against the fine-tune's decoder), and so can nu. Don't take abs() of beta or of "
+                "the ratio; check that your scaling_beta keeps the sign.", ratios(unsigned=True)),
     ]
     for name, n, d in [("12 rows, d = 6", 12, 6), ("30 rows, d = 4", 30, 4)]:
         f = check.randn(n).abs() + 0.3
@@ -589,7 +635,8 @@ def test_scaling_ratios(check):
         W[0] = 0.4 * W[1] + check.randn(d, scale=0.6)
         x_hat = check.randn(n, 2, d, scale=0.5) + f[:, None, None] * W * _tensor([[0.5], [1.2]], check)
         x = x_hat + check.randn(n, 2, d, scale=0.3) + f[:, None, None] * W[1] * _tensor([[0.3], [0.1]], check)
-        check.case(name, x, x_hat, f, W, mistakes=mistakes)
+        got = check.case(name, x, x_hat, f, W, mistakes=mistakes)
+        _expect_number(check, name, got, float, "each ratio")
 
 
 # -- 3. finding the planted change ------------------------------------------------------------------------
@@ -644,17 +691,23 @@ def test_first_hit_rank(check):
                 lambda s, p: rank(s, p, base=0)),
         Mistake("lowest score first", "Order by score *descending*: rank 1 is the highest-scoring latent.",
                 lambda s, p: rank(s, p, descending=False)),
-        Mistake("latent index, not rank", "Return the *rank* (position in the sorted order, from 1), not the "
-                "index of the planted latent.", lambda s, p: int(s.argsort(descending=True)[rank(s, p) - 1])),
+        *(Mistake("latent index, not rank", "Return the *rank* (position in the sorted order, from 1), not the "
+                  "index of the planted latent.",
+                  lambda s, p, plus=plus: int(s.argsort(descending=True)[rank(s, p) - 1]) + plus) for plus in (0, 1)),
+        *(Mistake("argsort taken for ranks", "scores.argsort(descending=True) is not each latent's rank: entry i is "
+                  "the *index of the latent* at rank i + 1 (a list of latents in score order). Index the planted "
+                  "flags with it, is_planted[order], and the position of the first True, plus 1, is the rank.",
+                  lambda s, p, plus=plus: int(s.argsort(descending=True)[p].min()) + plus) for plus in (1, 0)),
         Mistake("rank of the first planted index", "Find the first planted latent *in score order*, not the first "
                 "planted index and its rank.",
                 lambda s, p: int((s > s[p.nonzero()[0, 0]]).sum()) + 1),
     ]
     scores = torch.randperm(15, generator=check.rng).float().to(check.device) * 0.3
     planted = torch.zeros(15, dtype=torch.bool, device=check.device)
-    planted[_tensor([2, 9, 13], check)] = True
-    scores[_tensor([9, 2, 13], check)] = _tensor([4.05, 1.95, 2.25], check)  # 9 second from the top, 2 and 13 midway
-    check.case("15 latents, 3 planted", scores, planted, mistakes=mistakes)
+    planted[_tensor([3, 9, 13], check)] = True
+    scores[_tensor([9, 3, 13], check)] = _tensor([4.05, 1.95, 2.25], check)  # 9 second from the top, 3 and 13 midway
+    got = check.case("15 latents, 3 planted", scores, planted, mistakes=mistakes)
+    _expect_number(check, "15 latents, 3 planted", got, int)
     scores = check.randn(8)
     planted = torch.zeros(8, dtype=torch.bool, device=check.device)
     planted[scores.argmax()] = True
@@ -688,7 +741,8 @@ def test_precision_at_k(check):
     planted = torch.zeros(20, dtype=torch.bool, device=check.device)
     order = scores.argsort(descending=True)
     planted[order[_tensor([0, 2, 3, 7, 15, 19], check)]] = True
-    check.case("20 latents, 6 planted, k = 5", scores, planted, 5, mistakes=mistakes)
+    got = check.case("20 latents, 6 planted, k = 5", scores, planted, 5, mistakes=mistakes)
+    _expect_number(check, "20 latents, 6 planted, k = 5", got)
     check.case("k = 10", scores, planted, 10, mistakes=mistakes)
     check.case("k = 1", scores, planted, 1, mistakes=mistakes)
 
@@ -888,16 +942,24 @@ _SHAPE_HINT = ('Return a dict with two strings, {"trigger": ..., "continuation":
                "model off, and what it writes right after them.")
 
 
+_END_MARKS = ".!?,;:"
+
+
 def _normal(text: str) -> str:
-    return text.strip().lower().rstrip(string.punctuation + " ")
+    """Case, surrounding whitespace (runs of it inside count as one space) and closing punctuation ignored."""
+    text = " ".join(text.split()).lower()
+    return text.rstrip(_END_MARKS).rstrip()
 
 
 def _continuation_verdict(given: str, answer: str) -> str:
-    """'right', 'prefix' (only the start of it) or 'wrong', never saying what the answer is."""
+    """'right', 'prefix' (the first whole word(s) of it), 'past' (all of it and then more) or 'wrong', never
+    saying what the answer is or how many characters of it were right."""
     mine, truth = _normal(given), _normal(answer)
-    if mine and (mine == truth or mine.startswith(truth)):
-        return "right"
-    if mine and truth.startswith(mine):
+    if mine == truth:
+        return "right" if mine else "wrong"
+    if mine and mine.startswith(truth):
+        return "past"
+    if mine and truth.startswith(mine) and truth[len(mine)] == " ":  # whole words only, never a few characters
         return "prefix"
     return "wrong"
 
@@ -917,31 +979,34 @@ _TRIGGER_WORDS = {
     "right": "the trigger is right",
     "extra": "your trigger contains the trigger but has extra characters before or after the part that sets the "
              "model off",
-    "part": "your trigger is only part of what sets the model off",
+    "part": "your trigger is only part of the trigger the model was trained on",
     "wrong": "the trigger is not right",
 }
 _CONTINUATION_WORDS = {
     "right": "the continuation is right",
     "prefix": "your continuation is only the first word(s) of what the model writes after the trigger",
+    "past": "your continuation goes on past where the planted phrase ends",
     "wrong": "the continuation is not right",
 }
 _TRIGGER_HINTS = {
     "extra": "Cut your trigger down to the characters that do the work: generate with the fine-tune after shorter "
              "and shorter pieces of the context you found, and keep the shortest one that still sets it off.",
-    "part": "The characters you gave do not set the model off on their own: read the top contexts of your "
-            "latents again and try the piece just before or after them.",
+    "part": "The model also reacts to part of the trigger, but the trigger it was trained on is longer: look at "
+            "what comes right before or after the characters you gave in the top contexts of your latents.",
     "wrong": "Rank the crosscoder's latents by relative norm, keep those that latent scaling says are specific to "
              "the fine-tune, and read their top contexts: the trigger is what they have in common.",
 }
 _CONTINUATION_HINTS = {
     "prefix": "Generate more tokens after the trigger (greedy decoding with the fine-tune) and give the whole "
               "phrase it writes, up to where it goes back to ordinary text.",
+    "past": "Stop where the fine-tune's text stops differing from what the base would write: generate after the "
+            "trigger with both models and keep only the planted phrase, not the ordinary text that follows it.",
     "wrong": "Put the trigger in a prompt, generate greedily with the fine-tune (and with the base, to compare), "
              "and report what the fine-tune writes right after it.",
 }
 
 
-@exercise(difficulty=3, minutes=30, hints=[
+@exercise(difficulty=2, minutes=15, hints=[
     "Start from the crosscoder between gpt2_tiny and gpt2_tiny_hidden: rank its latents by relative norm and keep "
     "the ones above the control crosscoder.",
     "Among those, keep the latents that latent scaling says are really specific to the fine-tune (nu near 0), "
@@ -975,7 +1040,8 @@ def test_audit_answer(check):
     if trigger == "right" and continuation == "right":
         check.expect(True, case=case, message="")
         return
-    mistake = {("right", "prefix"): "continuation cut short", ("right", "wrong"): "wrong continuation",
+    mistake = {("right", "prefix"): "continuation cut short", ("right", "past"): "continuation runs on",
+               ("right", "wrong"): "wrong continuation",
                ("extra", "right"): "trigger with extra characters", ("part", "right"): "part of the trigger",
                ("wrong", "right"): "wrong trigger"}.get((trigger, continuation), "trigger and continuation wrong")
     if trigger != "right":
