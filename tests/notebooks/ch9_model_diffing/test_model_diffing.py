@@ -35,6 +35,7 @@ READ = {
     "matched": "len(matched)",
     "artefacts": "artefacts",
     "survivors": "survivors",
+    "scoreboard": "scoreboard",
     "direction_norms": "[round(style_direction.norm().item(), 2), round(trigger_direction.norm().item(), 2)]",
     "style_candidates": "{str(j): row for j, row in style_candidates.items()}",
     "style_top10_share": "[round(style_share[j].item(), 2) for j in rel['style'].topk(10).indices.tolist()]",
@@ -136,3 +137,13 @@ def test_the_style_crosscoder_finds_the_broad_change_in_one_clean_latent(values)
     assert rows["472"]["share at !"] > 0.95 and 0.35 < rows["200"]["share at !"] < 0.45 and rows["116"]["share at !"] < 0.01
     assert all(c.endswith("!") for c in rows["472"]["top"])
     assert values["style_top10_share"][:3] == [0.96, 0.39, 0.0]
+
+
+def test_the_scoreboard_sums_up_what_each_method_found(values):
+    board = values["scoreboard"]
+    assert board["embedding rows: top 2 are the change's characters"] == {"trigger": True, "style": True}
+    assert board["lens of the mean difference (final layer, minus control): first character"] == {"trigger": "|", "style": "!"}
+    assert board["steering the base (alpha 8): the phrase / '!' written"] == {"trigger": 0, "style": 48}
+    assert board["crosscoder: candidates above the control that are planted"] == {"trigger": "2 of 2", "style": "1 of 3"}
+    assert board["removing the trigger's 2 candidates: phrase rate (matched random pairs)"] == {"trigger": "1.0 -> 0.0 (0.84)"}
+    assert board["adding them to the base: phrase rate (random pairs)"] == {"trigger": "0.0 -> 0.0 (0.00)"}
