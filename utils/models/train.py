@@ -517,7 +517,7 @@ def train_crosscoder_recipe(name: str, device: str = "cpu") -> dict[str, torch.T
 
 
 # What a chapter trains beyond the models it shares with others: chapter 9's organisms start from the
-# shipped gpt2_tiny, and its crosscoders read them (about 6 minutes in all on 2 idle CPU cores).
+# shipped gpt2_tiny, and its crosscoders read them (about 5.5 minutes in all on 2 idle CPU cores).
 CHAPTER_SETS = {
     "chapter8": ["facts_4l", *TRANSCODER_RECIPES],
     "chapter9": [f"gpt2_tiny_{name}" for name in organisms.ORGANISMS] + list(CROSSCODER_RECIPES),
