@@ -78,11 +78,14 @@ def planted_mask(tokens: Int[Tensor, "batch pos"], phrase: str) -> Bool[Tensor, 
 @torch.no_grad()
 def residual(model, tokens: Int[Tensor, "batch pos"], hook: str = HOOK, batch_size: int = 256
              ) -> Float[Tensor, "batch pos d"]:
-    """One hook's activations for every token, on the model's device."""
+    """One hook's activations for every token, on the model's device; the forward pass stops after the
+    hook's block (a hook outside the blocks runs the whole model)."""
     device = next(model.parameters()).device
+    block = re.match(r"blocks\.(\d+)\.", hook)
+    stop = {"stop_at_layer": int(block.group(1)) + 1} if block else {}
     parts = []
     for i in range(0, len(tokens), batch_size):
-        _, cache = model.run_with_cache(tokens[i:i + batch_size].to(device), names_filter=lambda n: n == hook)
+        _, cache = model.run_with_cache(tokens[i:i + batch_size].to(device), names_filter=lambda n: n == hook, **stop)
         parts.append(cache[hook])
     return torch.cat(parts)
 

@@ -108,7 +108,7 @@ def switch_off_live_training(nb: nbformat.NotebookNode) -> None:
 
 def run_chapter(chapter: str, out: Path) -> ChapterRun:
     """Release the chapter with nbgrader, autograde both submissions, read everything back."""
-    pipeline.build(out=out)
+    pipeline.build(out=out, chapters=[chapter])   # only this chapter: every chapter run builds its own
     course = out / "nbgrader"
     nbgrader("generate_assignment", chapter, "--create", "--force", cwd=course)
     release = course / "release" / chapter

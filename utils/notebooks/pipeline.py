@@ -18,6 +18,7 @@ import ast
 import inspect
 import re
 import textwrap
+from collections.abc import Collection
 from pathlib import Path
 
 import nbformat
@@ -248,10 +249,13 @@ c.ClearSolutions.code_stub = {{"python": "# YOUR CODE HERE\\nraise NotImplemente
 """
 
 
-def build(out: Path = ROOT) -> list[Path]:
-    """Write solved/<chapter>/<stem>.ipynb and nbgrader/source/<chapter>/<stem>.ipynb."""
+def build(out: Path = ROOT, chapters: Collection[str] | None = None) -> list[Path]:
+    """Write solved/<chapter>/<stem>.ipynb and nbgrader/source/<chapter>/<stem>.ipynb, for every chapter
+    or only those named (their folder names, e.g. "ch9_model_diffing")."""
     written = []
     for path in learner_notebooks():
+        if chapters is not None and path.parent.name not in chapters:
+            continue
         rel = path.relative_to(CHAPTERS)
         for target, nb in ((out / "solved" / rel, solved_notebook(path)),
                            (out / "nbgrader" / "source" / rel, nbgrader_notebook(path))):
