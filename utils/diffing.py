@@ -157,16 +157,7 @@ def adding_hook(vector: Float[Tensor, " d"]) -> Callable:
     return hook
 
 
-@torch.no_grad()
-def generate(model, prompts: Sequence[str], n_chars: int, hooks: Sequence[tuple[str, Callable]] = ()) -> list[str]:
-    """The characters a model writes greedily after each prompt (equal lengths), with hooks on every pass."""
-    tokenizer = text.CharTokenizer()
-    device = next(model.parameters()).device
-    tokens = torch.tensor([tokenizer.encode(p) for p in prompts], device=device)
-    for _ in range(n_chars):
-        logits = model.run_with_hooks(tokens, fwd_hooks=list(hooks))
-        tokens = torch.cat([tokens, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
-    return [tokenizer.decode(row[-n_chars:]) for row in tokens.tolist()]
+generate = organisms.greedy   # what a model writes greedily after each prompt, with hooks on every pass
 
 
 def phrase_rate(written: Sequence[str], phrase: str) -> float:

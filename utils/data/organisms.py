@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from jaxtyping import Int
@@ -116,13 +116,15 @@ def contexts() -> list[str]:
 
 
 @torch.no_grad()
-def greedy(model, prompts: list[str], n_chars: int) -> list[str]:
-    """The `n_chars` characters a model writes after each prompt (all the same length), greedily."""
+def greedy(model, prompts: list[str], n_chars: int, hooks: Sequence[tuple[str, Callable]] = ()) -> list[str]:
+    """The `n_chars` characters a model writes after each prompt (all the same length), greedily, with
+    `hooks` (TransformerLens's (name, function) pairs) on every forward pass."""
     tokenizer = text.CharTokenizer()
     device = next(model.parameters()).device
     tokens = torch.tensor([tokenizer.encode(p) for p in prompts], device=device)
     for _ in range(n_chars):
-        tokens = torch.cat([tokens, model(tokens)[:, -1].argmax(-1, keepdim=True)], dim=1)
+        logits = model.run_with_hooks(tokens, fwd_hooks=list(hooks))
+        tokens = torch.cat([tokens, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     return [tokenizer.decode(row[-n_chars:]) for row in tokens]
 
 
