@@ -7,6 +7,7 @@
     python3 course.py setup   # set up only
     python3 course.py colab   # set up, then run the Colab simulation (tests/colab: slow, needs Python 3.12 and 3.13)
     python3 course.py archive # build dist/<name>-<version>.zip, the release archive a learner uploads to Colab
+    python3 course.py grade-class CHAPTER SUBMISSIONS   # grade a whole class on Dask (README "Teaching a cohort")
 
 Uses only the standard library, so it runs on a fresh Python 3.11, 3.12 or 3.13.
 Re-running is cheap: the install is skipped while pyproject.toml is unchanged.
@@ -34,8 +35,8 @@ VENV = Path(os.environ.get("COURSE_VENV", ROOT / ".venv"))
 TORCH = "torch==2.13.0"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # What to install besides the notebooks' own dependencies (pyproject.toml's extras): JupyterLab and
-# nbgrader, and the test suite. CI's Python 3.13 run needs only "test".
-EXTRAS = os.environ.get("COURSE_EXTRAS", "lab,test")
+# nbgrader, the test suite, and Dask and JupyterHub for teaching a cohort. CI's Python 3.13 run needs only "test".
+EXTRAS = os.environ.get("COURSE_EXTRAS", "lab,test,teach")
 
 
 def venv_python() -> Path:
@@ -190,7 +191,7 @@ def gpu_tier(python: Path, extra: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     command, extra = (argv[0], argv[1:]) if argv else ("lab", [])
-    if command not in {"lab", "test", "setup", "colab", "archive"}:
+    if command not in {"lab", "test", "setup", "colab", "archive", "grade-class"}:
         print(__doc__)
         return 2
     if command == "archive":  # needs no environment: the standard library and git
@@ -204,6 +205,8 @@ def main(argv: list[str]) -> int:
         return gpu_tier(python, [a for a in extra if a != "--gpu"])
     if command == "test":
         return subprocess.call([str(python), "-m", "pytest", *parallel(extra), *extra], cwd=ROOT)
+    if command == "grade-class":
+        return subprocess.call([str(python), "-m", "utils.cohort", *extra])
     if command == "colab":
         env = {**os.environ, "COURSE_COLAB": "1"}
         return subprocess.call([str(python), "-m", "pytest", "tests/colab", "-p", "no:xdist", "-s", *extra],

@@ -119,6 +119,12 @@ def load_all() -> dict[str, Exercise]:
     return dict(sorted(_EXERCISES.items(), key=lambda kv: _order(kv[1])))
 
 
+def for_chapter(chapter_dir: str) -> list[Exercise]:
+    """One chapter's exercises in notebook order, importing only that chapter's graders."""
+    _load_modules(_grader_modules(chapter_dir.split("_")[0]))
+    return sorted((ex for ex in _EXERCISES.values() if ex.chapter_dir == chapter_dir), key=_order)
+
+
 def _order(ex: Exercise) -> tuple:
     return ex.chapter_dir, ex.notebook_stem, ex.grader.__code__.co_firstlineno
 
