@@ -161,7 +161,9 @@ def grade_class(chapter: str, folder: str | Path, *, course: str | Path | None =
     for path in found.ignored:
         log(f"ignored {path}: it is none of {chapter}'s notebooks")
     if todo:
-        with dask.config.set({"distributed.scheduler.allowed-failures": 1,
+        # a task that kills its worker is retried once, then marked; a worker holds one task at a time,
+        # so a dying worker takes no other learner's submission down with it
+        with dask.config.set({"distributed.scheduler.allowed-failures": 1, "distributed.scheduler.worker-saturation": 1.0,
                               "distributed.worker.daemon": False, "distributed.logging.distributed": "error"}):
             cluster = None if scheduler else LocalCluster(n_workers=workers or os.cpu_count() or 1,
                                                           threads_per_worker=1, processes=True,
@@ -171,8 +173,9 @@ def grade_class(chapter: str, folder: str | Path, *, course: str | Path | None =
                 client.run(start_grader, chapter)
                 log(f"{chapter}: grading {len(todo)} notebooks on {report.workers} workers "
                     f"({report.reused} already graded)")
+                # one key prefix for all: Dask then queues them as one group, handing a worker a task at a time
                 futures = {client.submit(grade_on_worker, chapter, _request(sub, limits), retries=1, pure=False,
-                                         key=f"grade-{sub.student}-{sub.notebook}-{sha[:12]}"): key
+                                         key=("grade-class", chapter, key, sha[:12])): key
                            for key, (sub, sha) in todo.items()}
                 for future in as_completed(futures):
                     sub, sha = todo[futures[future]]

@@ -252,7 +252,11 @@ def run_child(request: dict, report) -> None:
             report({"result": {"exercise": ex.id, "status": ERROR, "detail": f"{ex.name} is the course's reference "
                                "solution, not your own code: a copied solution scores nothing"}})
             continue
-        report({"result": grade_by_name(ex.id, namespace, cell_error=failed_defs.get(ex.name))})
+        result = grade_by_name(ex.id, namespace, cell_error=failed_defs.get(ex.name))
+        if "MemoryError" in (result.get("detail") or ""):
+            result["hint"] = (f"Your code asked for more memory than grading allows ({limits.memory_mb} MB): look for "
+                              "a list or tensor that keeps growing, or one far larger than the inputs.")
+        report({"result": result})
         guard.hide()
     report({"output": out.text(), "output_size": out.size})
 
