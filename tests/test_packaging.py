@@ -71,7 +71,7 @@ def test_the_base_install_is_what_notebooks_need_and_colab_already_satisfies():
 
 def test_environment_yml_installs_from_pyproject_not_its_own_list():
     text = (ROOT / "environment.yml").read_text()
-    assert "-e .[lab,test]" in text
+    assert "-e .[lab,test,teach]" in text
     assert not any(name in text for name in ("torch", "transformer-lens", "nbgrader"))
 
 

@@ -222,7 +222,7 @@ def test_a_class_on_jupyterhub(tmp_path):
         out = instructor("collect", CHAPTER, course=course)
         assert sorted(p.name for p in (course / "submitted").iterdir()) == sorted(LEARNERS), out
         grade = subprocess.run([sys.executable, "-m", "utils.cohort", CHAPTER, str(course / "submitted"),
-                                "--workers", "2"], cwd=ROOT, capture_output=True, text=True, timeout=540)
+                                "--workers", "1"], cwd=ROOT, capture_output=True, text=True, timeout=540)
         assert grade.returncode == 0, grade.stdout[-3000:] + grade.stderr[-3000:]
 
         # 4. the instructor releases the feedback, which each learner fetches into their home

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -100,10 +101,11 @@ def fill_in(released: nbformat.NotebookNode, solved: nbformat.NotebookNode) -> n
 
 
 def switch_off_live_training(nb: nbformat.NotebookNode) -> None:
+    """Set every live-training flag to False, wherever in its cell it is set (after imports, say)."""
     for cell in nb.cells:
-        for flag in LIVE_FLAGS:
-            if cell.cell_type == "code" and cell.source.startswith(f"{flag} = True"):
-                cell.source = cell.source.replace(f"{flag} = True", f"{flag} = False", 1)
+        if cell.cell_type == "code":
+            for flag in LIVE_FLAGS:
+                cell.source = re.sub(rf"^{flag} = True\b", f"{flag} = False", cell.source, flags=re.MULTILINE)
 
 
 def run_chapter(chapter: str, out: Path) -> ChapterRun:

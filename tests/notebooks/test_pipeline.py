@@ -132,3 +132,18 @@ def test_sync_keeps_ids_and_gives_new_cells_stable_ones():
     for cell in again.cells[1:]:
         del cell["id"]
     assert [c.id for c in pipeline.as_jupyterlab_saves(again).cells] == ids
+
+
+def test_the_stubs_submission_switches_every_live_training_flag_off():
+    """The stubs submission (tests/notebooks/conftest.py) must not train: nothing learner-made runs there,
+    and a live-training cell costs minutes of the suite. Every flag counts, wherever its cell sets it."""
+    from tests.notebooks.conftest import LIVE_FLAGS, switch_off_live_training
+
+    flagged = 0
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        flagged += sum(bool(re.search(rf"^({'|'.join(LIVE_FLAGS)}) = True", c.source, re.M)) for c in nb.cells)
+        switch_off_live_training(nb)
+        still_on = [c.source[:80] for c in nb.cells if re.search(rf"^({'|'.join(LIVE_FLAGS)}) = True", c.source, re.M)]
+        assert not still_on, f"{path.name}: {still_on}"
+    assert flagged >= 2

@@ -112,6 +112,8 @@ class Report:
     graded: int = 0           # graded in this run
     reused: int = 0           # finished in an earlier run, not regraded
     seconds: float = 0.0      # wall-clock time of this run
+    startup_seconds: float = 0.0   # of which starting the cluster and warming the graders up
+    grading_seconds: float = 0.0   # of which grading, first task sent to last record back
     workers: int = 0
     outputs: dict[str, Path] = field(default_factory=dict)
 
@@ -167,10 +169,11 @@ def grade_class(chapter: str, folder: str | Path, *, course: str | Path | None =
                               "distributed.worker.daemon": False, "distributed.logging.distributed": "error"}):
             cluster = None if scheduler else LocalCluster(n_workers=workers or os.cpu_count() or 1,
                                                           threads_per_worker=1, processes=True,
-                                                          dashboard_address=None, silence_logs=40)
+                                                          dashboard_address=":0", silence_logs=40)
             with Client(scheduler or cluster) as client:
                 report.workers = len(client.scheduler_info()["workers"])
                 client.run(start_grader, chapter)
+                report.startup_seconds = time.monotonic() - started
                 log(f"{chapter}: grading {len(todo)} notebooks on {report.workers} workers "
                     f"({report.reused} already graded)")
                 # one key prefix for all: Dask then queues them as one group, handing a worker a task at a time
@@ -185,11 +188,13 @@ def grade_class(chapter: str, folder: str | Path, *, course: str | Path | None =
                         store.save(sub, record)
                     report.records.append(record)
                     report.graded += 1
+                report.grading_seconds = time.monotonic() - started - report.startup_seconds
             if cluster is not None:
                 cluster.close()
     report.seconds = time.monotonic() - started
     report.outputs = write_results(course, chapter, report.records, folder if found.nbgrader_layout else None,
-                                   {s.student: s.timestamp for s in found.submissions})
+                                   {s.student: s.timestamp for s in found.submissions},
+                                   {s.key: s.path for s in found.submissions if s.path is not None})
     return report
 
 
@@ -226,8 +231,9 @@ def _missing(sub: submissions.Submission, chapter: str) -> dict:
 
 
 def write_results(course: Path, chapter: str, all_records: list[dict], submitted: Path | None,
-                  timestamps: dict[str, str | None]) -> dict[str, Path]:
+                  timestamps: dict[str, str | None], files: dict[str, Path]) -> dict[str, Path]:
     records.write_feedback(course, chapter, all_records, submitted)
+    records.write_autograded(course, chapter, all_records, files, submitted)
     return {"csv": records.write_csv(course / "grade-class" / f"{chapter}.csv", all_records),
             "gradebook": records.write_gradebook(course, chapter, all_records, timestamps),
             "feedback": course / "feedback"}

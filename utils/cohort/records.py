@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -100,7 +101,8 @@ def write_gradebook(course: Path, chapter: str, records: list[dict], timestamps:
     scripts = str(Path(sys.executable).parent)
     if scripts not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
-    with Gradebook(f"sqlite:///{db}") as gb:
+    with Gradebook(f"sqlite:///{db}") as gb, warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # SQLAlchemy's autoflush warnings from inside nbgrader's add_submission
         try:
             gb.find_assignment(chapter)
         except MissingEntry:
@@ -185,6 +187,33 @@ def write_feedback(course: Path, chapter: str, records: list[dict], submitted: P
                 source = submitted / r["student"] / chapter / name
                 if source.is_file():
                     shutil.copyfile(source, folder / name)
+    return written
+
+
+def write_autograded(course: Path, chapter: str, records: list[dict], files: dict[str, Path],
+                     submitted: Path | None) -> list[Path]:
+    """nbgrader's `autograded/<student>/<chapter>/<notebook>.ipynb`: the submission, each check cell showing
+    its verdict. The formgrader lists a submission as graded, and `nbgrader generate_feedback` works, only
+    with it. `files`: "<student>/<notebook>" → the submitted file."""
+    written = []
+    for r in records:
+        source = files.get(f"{r['student']}/{r['notebook']}")
+        if r["status"] != GRADED or source is None:
+            continue
+        nb = json.loads(source.read_bytes())
+        verdicts = {e["exercise"].replace(".", "-", 1): e for e in r["exercises"]}
+        for cell in nb["cells"]:
+            verdict = verdicts.get(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id"))
+            if verdict is not None and cell.get("cell_type") == "code":
+                text = f"{verdict['status']}" + (f": {verdict['detail']}" if verdict.get("detail") else "")
+                cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": text + "\n"}]
+        target = course / "autograded" / r["student"] / chapter / f"{r['notebook']}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(nb, indent=1))
+        stamp = submitted / r["student"] / chapter / "timestamp.txt" if submitted else None
+        if stamp is not None and stamp.is_file():
+            shutil.copyfile(stamp, target.parent / "timestamp.txt")
+        written.append(target)
     return written
 
 

@@ -32,6 +32,13 @@ def exercises(chapter: str, stem: str) -> list[registry.Exercise]:
     return [ex for ex in registry.for_chapter(chapter) if ex.notebook_stem == stem]
 
 
+def exercises_by_notebook(chapter: str) -> dict[str, list[registry.Exercise]]:
+    found: dict[str, list[registry.Exercise]] = {}
+    for ex in registry.for_chapter(chapter):
+        found.setdefault(ex.notebook_stem, []).append(ex)
+    return found
+
+
 def released(chapter: str, stem: str) -> nbformat.NotebookNode:
     return pipeline.synced(pipeline.CHAPTERS / chapter / f"{stem}.ipynb")
 
@@ -94,7 +101,7 @@ def simulated_class(chapter: str, submissions: Path, course: Path, *, mistakes: 
     the graders' own variants); `copies`: how many learners of each ordinary kind (reference, stubs,
     partial), to make the class as large as wanted. `course` is where the gradebook will be: the
     hostile learners aim at it."""
-    stems = sorted({ex.notebook_stem for ex in registry.for_chapter(chapter)})
+    stems = sorted(exercises_by_notebook(chapter))
     stem = stems[0]   # misbehaviour is exercised on the first notebook; the others are answered
     exs = exercises(chapter, stem)
     full = {s: sum(ex.points for ex in exercises(chapter, s)) for s in stems}
@@ -171,3 +178,19 @@ def simulated_class(chapter: str, submissions: Path, course: Path, *, mistakes: 
             path.write_bytes(data)
         (submissions / learner.name / chapter).mkdir(parents=True, exist_ok=True)
     return learners
+
+
+def ordinary_class(chapter: str, submissions: Path, copies: int = 1) -> list[str]:
+    """Learners who answer every notebook of the chapter fully, half or not at all (nbgrader's layout)."""
+    names = []
+    for i in range(copies):
+        for kind in ("reference", "partial", "stubs"):
+            name = f"{kind}-{i}"
+            for stem, exs in exercises_by_notebook(chapter).items():
+                nb = {"reference": lambda: answered(chapter, stem), "stubs": lambda: released(chapter, stem),
+                      "partial": lambda: answered(chapter, stem, upto=len(exs) // 2)}[kind]()
+                path = submissions / name / chapter / f"{stem}.ipynb"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(to_bytes(nb))
+            names.append(name)
+    return names

@@ -76,7 +76,8 @@ def find(chapter: str, folder: Path) -> Found:
         per_student[student.name] = sorted(where.glob("*.ipynb")) if where.is_dir() else []
     if not nbgrader_layout:
         for path in sorted(folder.glob("*.ipynb")):
-            per_student.setdefault(path.stem, []).append(path)
+            if not path.name.startswith("."):
+                per_student.setdefault(path.stem, []).append(path)
     for student, files in sorted(per_student.items()):
         timestamp = _timestamp(folder / student / chapter) if nbgrader_layout else None
         matched = _match(files, stems)
