@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 NB ?= chapters/ch1_transformer_math/*.ipynb
 
-.PHONY: setup lab test grade list notebooks solved models bench
+.PHONY: setup lab test grade list notebooks solved models bench grade-class bench-class
 
 setup:            ## create .venv and install the course
 	python3 course.py setup
@@ -30,3 +30,9 @@ models: setup     ## retrain every shipped model (CPU or GPU, same code)
 
 bench: setup      ## time and peak memory per notebook, check() latency
 	$(PY) -m utils.bench
+
+grade-class: setup  ## grade a class: make grade-class CHAPTER=ch2 SUBMISSIONS=nbgrader/submitted
+	$(PY) -m utils.cohort $(CHAPTER) $(SUBMISSIONS)
+
+bench-class: setup  ## grade-class against nbgrader autograde, and the 300-learner projection
+	$(PY) -m utils.cohort.bench --projection

@@ -155,6 +155,15 @@ def test_hostile_attempt_fails(graded, attempt):
     assert r["status"] == "graded" and r["score"] == r["max_score"], "the attempt must not cost the attacker's grade"
 
 
+def test_a_learner_who_rewrites_the_grader_gets_the_grade_of_their_own_code(graded):
+    _, report, *_ = graded
+    r = record_of(report, "hostile-patch-grader")
+    assert r["score"] == 0, "the stubs scored points: the rewritten grader was used"
+    assert any("your code changed the grader (utils.grading.kernel.grade)" in n for n in r["notes"]), r["notes"]
+    others = [o["student"] for o in report.records if o is not r and "changed the grader" in " ".join(o["notes"])]
+    assert not others, f"honest learners accused of changing the grader: {others}"
+
+
 def test_hostile_learners_changed_no_file_but_their_own(graded):
     _, _, course, files = graded
     changed = [p for p, digest in files.items() if hashlib.sha256(p.read_bytes()).hexdigest() != digest]

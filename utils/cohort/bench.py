@@ -34,7 +34,8 @@ def nbgrader_autograde(course: Path, chapter: str) -> float:
     env = kernel_env({"PATH": path, "COURSE_DEVICE": "cpu"})
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", chapter, "--create", "--force",
-                           "--Execute.timeout=600"], cwd=course, env=env, capture_output=True, text=True)
+                           "--Execute.timeout=600", f"--CourseDirectory.root={course}"],
+                          cwd=course, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-2000:])
     return time.monotonic() - started

@@ -202,6 +202,45 @@ class SolutionsGuard:
         pass
 
 
+class GraderSeal:
+    """Notices learner code that rewrites the grader in this process (`checker.grade = ...`,
+    `Checker.case = ...`) and puts it back before each exercise is graded: what the graders'
+    modules and classes held before any learner code ran is what grades."""
+
+    def __init__(self):
+        self.saved = {}
+        for name, module in list(sys.modules.items()):
+            if name.startswith("utils.") and module is not None:
+                self._save(module)
+                for value in list(vars(module).values()):
+                    if isinstance(value, type) and getattr(value, "__module__", "") == name:
+                        self._save(value)
+
+    def _save(self, owner) -> None:
+        self.saved[id(owner)] = (owner, dict(vars(owner)))
+
+    def restore(self) -> list[str]:
+        """Undo every change; returns what had been changed, e.g. ['utils.grading.checker.grade']."""
+        changed = []
+        for owner, before in self.saved.values():
+            now = vars(owner)
+            for key in set(before) | set(now):
+                old, new = before.get(key, _MISSING), now.get(key, _MISSING)
+                if old is not new and (callable(old) or callable(new)):   # data the graders cache may change
+                    changed.append(f"{getattr(owner, '__name__', owner)}.{key}")
+                    try:
+                        if key in before:
+                            setattr(owner, key, before[key])
+                        else:
+                            delattr(owner, key)
+                    except (AttributeError, TypeError):
+                        pass
+        return changed
+
+
+_MISSING = object()
+
+
 def is_reference(fn, exercise) -> bool:
     """Whether the learner's function is the reference itself (imported or fished out of memory)."""
     ref = exercise.reference
@@ -218,7 +257,7 @@ def run_child(request: dict, report) -> None:
     limits = Limits(**request.get("limits", {}))
     isolation = confine(request["workdir"], limits)
     report({"isolation": isolation})
-    guard = SolutionsGuard()
+    guard, seal = SolutionsGuard(), GraderSeal()
     out = CappedOutput(limits.output_bytes)
     sys.stdout = sys.stderr = out
     chapter = {ex.id: ex for ex in registry.for_chapter(request["chapter"])}
@@ -248,6 +287,9 @@ def run_child(request: dict, report) -> None:
         if ex.id in request["done"]:
             continue
         report({"at": ex.id})
+        if changed := seal.restore():
+            report({"note": f"your code changed the grader ({', '.join(sorted(changed)[:3])}): it was put back "
+                            "before grading, and your instructor sees this note"})
         if is_reference(namespace.get(ex.name), ex):
             report({"result": {"exercise": ex.id, "status": ERROR, "detail": f"{ex.name} is the course's reference "
                                "solution, not your own code: a copied solution scores nothing"}})
@@ -256,6 +298,9 @@ def run_child(request: dict, report) -> None:
         if "MemoryError" in (result.get("detail") or ""):
             result["hint"] = (f"Your code asked for more memory than grading allows ({limits.memory_mb} MB): look for "
                               "a list or tensor that keeps growing, or one far larger than the inputs.")
+        if changed := seal.restore():   # while it was being graded: its verdict cannot be trusted
+            result = {"exercise": ex.id, "status": ERROR, "detail": f"{ex.name} changed the grader while it was "
+                      f"being graded ({', '.join(sorted(changed)[:3])}): it scores nothing"}
         report({"result": result})
         guard.hide()
     report({"output": out.text(), "output_size": out.size})

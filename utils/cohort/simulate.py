@@ -88,6 +88,8 @@ def hostile_code(attempt: str, target: Path) -> str:
         "read-solutions": f"print(open({str(target)!r}).read()[:200])",
         "import-solutions": f"import importlib; print(importlib.import_module({str(target)!r}))",
         "kill-grader": "import os, signal; os.kill(os.getppid(), signal.SIGKILL)",
+        "patch-grader": ("import utils.grading.checker as _c, utils.grading.kernel as _k; "
+                         "_k.grade = lambda ex, fn, **kw: _c.Result(ex.id, 'passed', 1, 0.0)"),
     }
     return (f"try:\n    {actions[attempt]}\n    print('{HOSTILE_MARK} {attempt}: succeeded')\n"
             f"except BaseException as _e:\n    print('{HOSTILE_MARK} {attempt}: ' + type(_e).__name__)\n")
@@ -170,6 +172,8 @@ def simulated_class(chapter: str, submissions: Path, course: Path, *, mistakes: 
     for attempt, target in attempts.items():
         add(f"hostile-{attempt}", f"hostile: {attempt}",
             with_statement(answered(chapter, stem), hostile_code(attempt, target)), score=full[stem], attempt=attempt)
+    add("hostile-patch-grader", "hostile: patch-grader",   # stubs, and a grader rewritten to pass everything
+        with_statement(released(chapter, stem), hostile_code("patch-grader", Path())), score=0, attempt="patch-grader")
 
     for learner in learners:
         for s, data in learner.notebooks.items():
