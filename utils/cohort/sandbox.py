@@ -247,12 +247,36 @@ def is_reference(fn, exercise) -> bool:
     return fn is ref or getattr(fn, "__code__", None) is getattr(ref, "__code__", False)
 
 
+def run_definitions(cells: list[dict], exercises: list, limits: Limits, report, skip=()) -> tuple[dict, dict]:
+    """Run what `notebook_steps` selects, each statement under the time limit; returns the notebook's
+    namespace, and the exercises whose definition failed (name → why)."""
+    from utils.grading.safety import TimeLimitReached, time_limit
+
+    steps, broken = notebook_steps(cells, {ex.name for ex in exercises})
+    failed_defs = dict(broken)
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    for step in steps:
+        if step.key in skip:
+            continue
+        report({"at": step.key})
+        try:
+            with time_limit(limits.statement_seconds):
+                exec(compile(step.source, f"<{step.key}>", "exec"), namespace)
+        except TimeLimitReached:
+            report({"note": f"{step.key} ran past {limits.statement_seconds:g} s of CPU time and was stopped"})
+        except BaseException as exc:  # learner code: SystemExit and KeyboardInterrupt included
+            what = f"{type(exc).__name__}: {str(exc)[:200]}"
+            report({"note": f"{step.key} raised {what}"})
+            if step.defines:
+                failed_defs[step.defines] = f"its definition raised {what}"
+    return namespace, failed_defs
+
+
 def run_child(request: dict, report) -> None:
     """Everything a child does after the fork; `report(dict)` sends one line to the zygote."""
     from utils.grading import registry
     from utils.grading.feedback import ERROR
     from utils.grading.kernel import grade_by_name
-    from utils.grading.safety import TimeLimitReached, time_limit
 
     limits = Limits(**request.get("limits", {}))
     isolation = confine(request["workdir"], limits)
@@ -266,23 +290,7 @@ def run_child(request: dict, report) -> None:
         ex.timeout *= limits.exercise_scale
     with open("submission.ipynb", encoding="utf-8") as f:
         cells = json.load(f)["cells"]
-    steps, broken = notebook_steps(cells, {ex.name for ex in exercises})
-    failed_defs = dict(broken)
-    namespace = {"__name__": "__main__", "__builtins__": builtins}
-    for step in steps:
-        if step.key in request["skip"]:
-            continue
-        report({"at": step.key})
-        try:
-            with time_limit(limits.statement_seconds):
-                exec(compile(step.source, f"<{step.key}>", "exec"), namespace)
-        except TimeLimitReached:
-            report({"note": f"{step.key} ran past {limits.statement_seconds:g} s of CPU time and was stopped"})
-        except BaseException as exc:  # learner code: SystemExit and KeyboardInterrupt included
-            what = f"{type(exc).__name__}: {str(exc)[:200]}"
-            report({"note": f"{step.key} raised {what}"})
-            if step.defines:
-                failed_defs[step.defines] = f"its definition raised {what}"
+    namespace, failed_defs = run_definitions(cells, exercises, limits, report, skip=request["skip"])
     for ex in exercises:
         if ex.id in request["done"]:
             continue
