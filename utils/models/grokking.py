@@ -18,10 +18,11 @@ the other models.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -202,6 +203,19 @@ def train_step(model: GrokModel, optimizer, x: Tensor, y: Tensor, straightforwar
     return logits.detach(), loss.detach()
 
 
+@contextlib.contextmanager
+def denormals_flushed() -> Iterator[None]:
+    """Weight decay 1.0 pulls the weights the model stops using towards zero, into denormal floats,
+    which a CPU computes on many times slower: unflushed, the live run of 5.1 takes 2.2 times as long
+    (254 s against 116 s on one core). Flushing them to zero changes only values below 1e-38."""
+    flushing = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if flushing:
+            torch.set_flush_denormal(False)
+
+
 @torch.enable_grad()  # notebooks switch gradients off for analysis; training needs them back
 def train_grokking(
     steps: int = 2000,
@@ -228,26 +242,27 @@ def train_grokking(
     checkpoints = {}
     start = time.perf_counter()
     bar = tqdm(range(steps + 1), disable=not progress, desc="grokking")
-    for step in bar:
-        if step in save_at:
-            checkpoints[step] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        log = step % eval_every == 0 or step == steps
-        if log:  # before this step's update, like the training loss
-            with torch.no_grad():
-                test_logits = model(x_te)
-        if step < steps:
-            logits, loss = train_step(model, optimizer, x_tr, y_tr, straightforward)
-        else:
-            with torch.no_grad():
-                logits = model(x_tr)
-                loss = loss_fn(logits, y_tr)
-        if log:
-            history["step"].append(step)
-            history["train_loss"].append(loss.item())
-            history["test_loss"].append(loss_fn(test_logits, y_te).item())
-            history["train_acc"].append((logits.argmax(-1) == y_tr).float().mean().item())
-            history["test_acc"].append((test_logits.argmax(-1) == y_te).float().mean().item())
-            bar.set_postfix(train=f"{history['train_loss'][-1]:.2e}", test=f"{history['test_loss'][-1]:.2e}")
+    with denormals_flushed():
+        for step in bar:
+            if step in save_at:
+                checkpoints[step] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            log = step % eval_every == 0 or step == steps
+            if log:  # before this step's update, like the training loss
+                with torch.no_grad():
+                    test_logits = model(x_te)
+            if step < steps:
+                logits, loss = train_step(model, optimizer, x_tr, y_tr, straightforward)
+            else:
+                with torch.no_grad():
+                    logits = model(x_tr)
+                    loss = loss_fn(logits, y_tr)
+            if log:
+                history["step"].append(step)
+                history["train_loss"].append(loss.item())
+                history["test_loss"].append(loss_fn(test_logits, y_te).item())
+                history["train_acc"].append((logits.argmax(-1) == y_tr).float().mean().item())
+                history["test_acc"].append((test_logits.argmax(-1) == y_te).float().mean().item())
+                bar.set_postfix(train=f"{history['train_loss'][-1]:.2e}", test=f"{history['test_loss'][-1]:.2e}")
     history["seconds"] = time.perf_counter() - start
     model.eval()
     return model, history, checkpoints
