@@ -119,9 +119,13 @@ class Report:
 
     def summary(self) -> str:
         rate = self.graded / (self.seconds / 60) / max(self.workers, 1) if self.graded and self.seconds else 0
+        open_files = sum(1 for r in self.records if r["status"] == submissions.GRADED and not r.get("isolation"))
+        warning = (f"\nwarning: {open_files} notebooks were graded without file isolation (this kernel has no "
+                   "Landlock): their code could read and write what this user can; README \"Teaching a cohort\" "
+                   "says how to grade in a container" if open_files else "")
         return (f"{self.chapter}: {records.summary(self.records)}\n"
                 f"graded {self.graded}, reused {self.reused} from an earlier run, in {self.seconds:.1f} s on "
-                f"{self.workers} workers ({rate:.1f} submissions per minute per worker)")
+                f"{self.workers} workers ({rate:.1f} submissions per minute per worker)" + warning)
 
 
 def course_folder(folder: Path, nbgrader_layout: bool, course: Path | None) -> Path:

@@ -68,7 +68,8 @@ def flags(record: dict) -> list[str]:
 
 # -- the CSV ------------------------------------------------------------------------------
 
-COLUMNS = ["student", "notebook", "status", "score", "max_score", *STATUSES, "flags", "notes", "cpu_seconds"]
+COLUMNS = ["student", "notebook", "status", "score", "max_score", *STATUSES, "flags", "notes", "cpu_seconds",
+           "landlock"]   # the Landlock version that confined the learner's code (0: none, the machine has none)
 
 
 def write_csv(path: Path, records: list[dict]) -> Path:
@@ -81,7 +82,7 @@ def write_csv(path: Path, records: list[dict]) -> Path:
             writer.writerow({"student": r["student"], "notebook": r["notebook"], "status": r["status"],
                              "score": r["score"], "max_score": r["max_score"], **{s: counts[s] for s in STATUSES},
                              "flags": " ".join(flags(r)), "notes": " | ".join(r.get("notes", [])),
-                             "cpu_seconds": r.get("cpu_seconds", "")})
+                             "cpu_seconds": r.get("cpu_seconds", ""), "landlock": r.get("isolation", "")})
     return path
 
 
