@@ -187,8 +187,9 @@ def test_training_loop_logs_before_each_update_and_returns_the_last_state():
 
 def test_training_flushes_denormal_floats_and_then_stops():
     """Weight decay drives unused weights into denormal floats, which made the live run 2.2x slower."""
+    supported = torch.set_flush_denormal(False)   # whether this CPU can flush at all (it stays off)
     tiny = torch.tensor([1e-40])
     with grokking.denormals_flushed():
         flushed = (tiny * 1.0).item()
     assert (tiny * 1.0).item() > 0, "the setting leaked out of training"
-    assert flushed == 0.0 or not torch.backends.cpu.get_cpu_capability(), "denormals survived inside training"
+    assert flushed == 0.0 or not supported, "denormals survived inside training"

@@ -29,7 +29,7 @@ import nbformat
 import pytest
 
 from utils.notebooks import pipeline
-from utils.notebooks.execute import kernel_env, probe_cell, probed_values
+from utils.notebooks.execute import kernel_env, probe_cell, probed_values, scripts_first
 
 CHAPTERS = sorted({p.parent.name for p in pipeline.learner_notebooks()})
 # Flags of optional live-training cells: on in the reference submission (its results are
@@ -82,9 +82,7 @@ def results_module(chapter: str, stem: str):
 
 
 def nbgrader(*args: str, cwd: Path, device: str = "cpu") -> None:
-    # nbgrader runs `alembic` from PATH: put this interpreter's scripts first (venv not activated in CI)
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = kernel_env({"PATH": path, "COURSE_DEVICE": device})
+    env = kernel_env({"PATH": scripts_first()["PATH"], "COURSE_DEVICE": device})
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args, f"--Execute.timeout={CELL_TIMEOUT}"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=4 * 3600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -28,10 +28,9 @@ from utils.cohort.cluster import resolve_chapter
 
 def nbgrader_autograde(course: Path, chapter: str) -> float:
     """Seconds `nbgrader autograde` takes for every submission under `course/submitted/` (one process, serial)."""
-    from utils.notebooks.execute import kernel_env
+    from utils.notebooks.execute import kernel_env, scripts_first
 
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = kernel_env({"PATH": path, "COURSE_DEVICE": "cpu"})
+    env = kernel_env({"PATH": scripts_first()["PATH"], "COURSE_DEVICE": "cpu"})
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", chapter, "--create", "--force",
                            "--Execute.timeout=600", f"--CourseDirectory.root={course}"],
@@ -44,12 +43,12 @@ def nbgrader_autograde(course: Path, chapter: str) -> float:
 def release(chapter: str, out: Path) -> Path:
     """An nbgrader course with the chapter generated (what an instructor starts from)."""
     from utils.notebooks import pipeline
+    from utils.notebooks.execute import scripts_first
 
     pipeline.build(out=out, chapters=[chapter])
     course = out / "nbgrader"
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", chapter, "--create", "--force"],
-                   cwd=course, env={**os.environ, "PATH": path}, check=True, capture_output=True)
+                   cwd=course, env=scripts_first(), check=True, capture_output=True)
     return course
 
 

@@ -98,10 +98,10 @@ def write_gradebook(course: Path, chapter: str, records: list[dict], timestamps:
 
     exercises = registry.for_chapter(chapter)
     db = course / "gradebook.db"
-    # nbgrader runs `alembic` from PATH: this interpreter's scripts first (a venv that is not activated)
-    scripts = str(Path(sys.executable).parent)
-    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
+    from utils.notebooks.execute import scripts_first
+
+    if str(Path(sys.executable).parent) not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = scripts_first()["PATH"]   # Gradebook() runs `alembic` in this process's environment
     with Gradebook(f"sqlite:///{db}") as gb, warnings.catch_warnings():
         warnings.simplefilter("ignore")   # SQLAlchemy's autoflush warnings from inside nbgrader's add_submission
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import nbformat
@@ -31,6 +32,14 @@ def kernel_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.setdefault("MPLBACKEND", "Agg")
     env.setdefault("COURSE_HEADLESS", "1")  # see utils.notebook.interactive_view
     env.update(extra or {})
+    return env
+
+
+def scripts_first(env: dict[str, str] | None = None) -> dict[str, str]:
+    """`env` (os.environ by default) with this interpreter's scripts first on PATH: nbgrader runs
+    `alembic` from PATH, and a virtual environment that is not activated is not on it."""
+    env = dict(os.environ if env is None else env)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 
 
